@@ -1,0 +1,164 @@
+"""Components: the vocabulary of *which parts of a network train*.
+
+Every table of the three papers is a grid of trainable components (Kernel Modulation,
+Table I: "Convolution / Implicit / Explicit / Classifier"). A method is a set of them
+(configs/method/*.yaml). Each parameter is tagged with one or more components:
+
+=================  ==========================================================
+``convolution``    base weights of the backbone: conv (and other dense) weights
+                   and their biases
+``implicit``       affine parameters of normalization layers, gamma and beta
+                   ("implicit modulation", Sec. III-B)
+``explicit``       kernel-modulator weights (Sec. III-A)
+``classifier``     the final linear layer
+``depthwise``      depthwise conv weights (model patches' DW patch)
+``bias``           every bias (TinyTL's "B")
+``lite_residual``  TinyTL lite residual modules
+=================  ==========================================================
+
+A parameter trains iff one of its tags is in the method's set; everything else gets
+``requires_grad=False``. Tags are derived from module structure, like peft does for
+target modules, so new backbones need no annotations beyond naming the classifier.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from kmexp.errors import ConfigError
+from kmexp.modulation import KernelModulator
+
+COMPONENTS = (
+    "convolution",
+    "implicit",
+    "explicit",
+    "classifier",
+    "depthwise",
+    "bias",
+    "lite_residual",
+)
+NORM_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+
+
+class LiteResidualMarker:
+    """Mixin: modules of this type (TinyTL lite residuals) are tagged ``lite_residual``."""
+
+
+def classifier_module(model: nn.Module) -> nn.Module | None:
+    """The final linear layer: ``model.get_classifier()`` (timm convention) or ``model.fc``."""
+    if hasattr(model, "get_classifier"):
+        return model.get_classifier()
+    return getattr(model, "fc", None)
+
+
+def _is_depthwise(conv: nn.Module) -> bool:
+    return isinstance(conv, nn.Conv2d) and conv.groups > 1 and conv.groups == conv.in_channels
+
+
+def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
+    """Map every parameter name (as in ``named_parameters()``) to its components."""
+    classifier = classifier_module(model)
+    classifier_ids = {id(p) for p in classifier.parameters()} if classifier is not None else set()
+    lite_ids = {
+        id(p) for m in model.modules() if isinstance(m, LiteResidualMarker) for p in m.parameters()
+    }
+    explicit_ids = {
+        id(p) for m in model.modules() if isinstance(m, KernelModulator) for p in m.parameters()
+    }
+
+    by_id: dict[int, set[str]] = defaultdict(set)
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            owner = module
+            tags = by_id[id(p)]
+            if id(p) in explicit_ids:
+                tags.add("explicit")
+                continue
+            if pname == "original":  # frozen base weight under a parametrization
+                owner = _parametrized_owner(model, module)
+                pname = "weight"
+            if id(p) in lite_ids:
+                tags.add("lite_residual")
+            elif id(p) in classifier_ids:
+                tags.add("classifier")
+            elif isinstance(owner, NORM_TYPES):
+                tags.add("implicit")
+            else:
+                tags.add("convolution")
+                if _is_depthwise(owner) and pname == "weight":
+                    tags.add("depthwise")
+            if pname == "bias":
+                tags.add("bias")
+    names = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names[name] = by_id[id(p)]
+    return names
+
+
+def _parametrized_owner(model: nn.Module, plist: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if hasattr(m, "parametrizations") and any(v is plist for v in m.parametrizations.values()):
+            return m
+    return plist
+
+
+def validate_components(components: Iterable[str]) -> list[str]:
+    components = list(components)
+    unknown = [c for c in components if c not in COMPONENTS]
+    if unknown:
+        raise ConfigError(f"unknown component(s) {unknown}; choose from {list(COMPONENTS)}")
+    return components
+
+
+def apply_trainable(model: nn.Module, components: Iterable[str]) -> dict[str, bool]:
+    """Freeze every parameter that is not in ``components``; return name -> trainable."""
+    wanted = set(validate_components(components))
+    trainable = {}
+    tags = tag_parameters(model)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for name, comps in tags.items():
+        on = bool(comps & wanted)
+        params[name].requires_grad_(on)
+        trainable[name] = on
+    return trainable
+
+
+def parameters_of(model: nn.Module, components: Iterable[str]) -> dict[str, nn.Parameter]:
+    """Named (deduplicated) parameters carrying any of ``components``."""
+    wanted = set(components)
+    tags = tag_parameters(model)
+    return {n: p for n, p in model.named_parameters() if tags[n] & wanted}
+
+
+def count_parameters(model: nn.Module) -> dict[str, float]:
+    """``params/total``, ``params/trainable``, ``params/trainable_pct`` (tied weights counted once)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "params/total": total,
+        "params/trainable": trainable,
+        "params/trainable_pct": 100.0 * trainable / max(total, 1),
+    }
+
+
+def component_counts(model: nn.Module) -> dict[str, int]:
+    """Number of parameters carrying each component tag (a parameter may have several)."""
+    tags = tag_parameters(model)
+    counts = dict.fromkeys(COMPONENTS, 0)
+    for name, p in model.named_parameters():
+        for c in tags[name]:
+            counts[c] += p.numel()
+    return counts
+
+
+def describe(model: nn.Module) -> str:
+    """One line in peft's style: ``trainable params: N || all params: M || trainable%: x``."""
+    c = count_parameters(model)
+    return (
+        f"trainable params: {c['params/trainable']:,} || all params: {c['params/total']:,} "
+        f"|| trainable%: {c['params/trainable_pct']:.4f}"
+    )

@@ -1,0 +1,1 @@
+"""LightningModules: supervised classification and episodic few-shot learning."""

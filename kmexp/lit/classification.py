@@ -1,0 +1,93 @@
+"""Supervised classification with any method (Kernel Modulation Sec. IV-A and IV-B).
+
+The module is built from plain config dicts only, so ``load_from_checkpoint`` can
+rebuild it from the saved hyperparameters. The optimizer sees only trainable
+parameters; kernel modulators get no weight decay (decay pulls U towards 0, away
+from the identity of Eq. 4).
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from kmexp.components import NORM_TYPES, count_parameters, tag_parameters
+from kmexp.methods import Method, build_model
+from kmexp.optim import build_optimizer, build_scheduler
+
+
+class ClassificationModule(pl.LightningModule):
+    def __init__(self, model: dict, optim: dict, reference_accuracy: float | None = None):
+        """Args:
+        model: ``backbone``, ``num_classes``, ``method``, ``modulator``, ``sharing`` (see
+            :func:`kmexp.methods.build_model`).
+        optim: optimizer and schedule (see :mod:`kmexp.optim`).
+        reference_accuracy: accuracy of the fully trained network, in [0, 1], for the
+            recovered accuracy ratio (Table I); ``None`` to skip it.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.method = Method.from_dict(model["method"])
+        self.net = build_model(model)
+        n = model["num_classes"]
+        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=n, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.method.norm_stats == "frozen":
+            for m in self.net.modules():
+                if isinstance(m, NORM_TYPES):
+                    m.eval()
+        return self
+
+    def _step(self, batch, stage: str, metric) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        if stage == "train" and not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}; "
+                "the last checkpoint is intact: lower the learning rate and resume with resume=true"
+            )
+        metric(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test")
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test", self.test_acc)
+
+    def on_fit_start(self) -> None:
+        for logger in self.loggers:
+            logger.log_hyperparams({k: float(v) for k, v in count_parameters(self.net).items()})
+
+    def configure_optimizers(self):
+        tags = tag_parameters(self.net)
+        decay, no_decay = [], []
+        for name, p in self.net.named_parameters():
+            if p.requires_grad:
+                (no_decay if "explicit" in tags[name] else decay).append(p)
+        cfg = self.hparams.optim
+        groups = [g for g in (
+            {"params": decay},
+            {"params": no_decay, "weight_decay": cfg.get("modulator_weight_decay", 0.0)},
+        ) if g["params"]]
+        optimizer = build_optimizer(groups, cfg)
+        scheduler = build_scheduler(optimizer, cfg, self.trainer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

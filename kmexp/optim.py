@@ -1,0 +1,43 @@
+"""Optimizers and learning-rate schedules from plain config (configs/optim/*.yaml).
+
+Keys: ``name`` (sgd | adam | adamw), ``lr``, ``weight_decay``, ``momentum``,
+``nesterov``, ``betas``; ``scheduler``: ``{name: none | multistep | cosine, ...}``
+stepped once per epoch. ``milestones`` are epochs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kmexp.errors import ConfigError
+
+
+def build_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
+    name = cfg.get("name", "sgd")
+    lr = cfg["lr"]
+    wd = cfg.get("weight_decay", 0.0)
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=cfg.get("momentum", 0.9),
+                               weight_decay=wd, nesterov=cfg.get("nesterov", False))
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(param_groups, lr=lr, weight_decay=wd, betas=tuple(cfg.get("betas", (0.9, 0.999))))
+    raise ConfigError(f"optim.name={name!r} is not one of ['sgd', 'adam', 'adamw']")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
+    sched = dict(cfg.get("scheduler") or {"name": "none"})
+    name = sched.pop("name", "none")
+    if name == "none":
+        return None
+    if name == "multistep":
+        s = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(sched["milestones"]),
+                                                 gamma=sched.get("gamma", 0.1))
+    elif name == "cosine":
+        t_max = sched.get("t_max") or (trainer.max_epochs if trainer is not None else None)
+        if not t_max or t_max < 0:
+            raise ConfigError("optim.scheduler cosine needs t_max or a finite trainer.max_epochs")
+        s = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=sched.get("eta_min", 0.0))
+    else:
+        raise ConfigError(f"optim.scheduler.name={name!r} is not one of ['none', 'multistep', 'cosine']")
+    return {"scheduler": s, "interval": "epoch"}

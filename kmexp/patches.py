@@ -1,0 +1,138 @@
+"""Task patches: the per-task state that must be shipped (Kernel Modulation Sec. V).
+
+A patch holds a run's trainable components plus the running statistics of every norm
+layer whose statistics were re-estimated, as a safetensors file. Its metadata
+(``__metadata__["kmexp"]``, JSON) names the method, the components and a fingerprint
+of the frozen base weights, so a patch is refused by any other base model.
+
+Names are canonical: a parametrized weight ``conv.parametrizations.weight.original``
+is stored as ``conv.weight`` so fingerprints do not depend on whether modulators are
+attached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from kmexp.components import NORM_TYPES
+from kmexp.errors import PatchError
+
+FORMAT_VERSION = 1
+_STAT_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def canonical_name(name: str) -> str:
+    return name.replace("parametrizations.", "").replace(".original", "")
+
+
+def frozen_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over name, shape, dtype and bytes of every frozen parameter."""
+    h = hashlib.sha256()
+    for name, p in sorted((canonical_name(n), p) for n, p in model.named_parameters() if not p.requires_grad):
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _stat_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for mname, m in model.named_modules():
+        if isinstance(m, NORM_TYPES):
+            for b in _STAT_BUFFERS:
+                t = getattr(m, b, None)
+                if isinstance(t, torch.Tensor):
+                    out[f"{mname}.{b}" if mname else b] = t
+    return out
+
+
+def patch_state(model: nn.Module, include_norm_stats: bool = True) -> dict[str, torch.Tensor]:
+    """Trainable parameters (+ norm statistics) under canonical names, detached on CPU."""
+    state = {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+    if include_norm_stats:
+        state.update(_stat_buffers(model))
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def export_patch(
+    model: nn.Module, path: str | Path, method: str, components: list[str], include_norm_stats: bool = True, **info
+) -> Path:
+    """Write the task patch of ``model``; returns the path. ``info`` goes into the header."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {
+        "format": FORMAT_VERSION,
+        "method": method,
+        "components": list(components),
+        "base_fingerprint": frozen_fingerprint(model),
+        "norm_stats": include_norm_stats,
+        **info,
+    }
+    save_file(patch_state(model, include_norm_stats), str(path), metadata={"kmexp": json.dumps(header)})
+    return path
+
+
+def read_patch(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(header, tensors) of a patch file; :class:`PatchError` when it is not a valid patch."""
+    path = Path(path)
+    if not path.is_file():
+        raise PatchError(f"patch file not found: {path}")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise PatchError(f"{path} is not a readable safetensors patch (corrupted or truncated?): {e}") from e
+    if "kmexp" not in meta:
+        raise PatchError(f"{path} has no kmexp header: not a kmexp task patch")
+    try:
+        header = json.loads(meta["kmexp"])
+    except json.JSONDecodeError as e:
+        raise PatchError(f"{path}: corrupted kmexp header: {e}") from e
+    return header, tensors
+
+
+@torch.no_grad()
+def apply_patch(model: nn.Module, path: str | Path, check_fingerprint: bool = True) -> dict:
+    """Load a patch into ``model`` (built with the same method); returns its header.
+
+    Refuses, with :class:`PatchError`, a patch whose base fingerprint differs from the
+    model's frozen weights, or whose tensors do not match the model's names and shapes.
+    Nothing is modified unless every check passes.
+    """
+    header, tensors = read_patch(path)
+    if check_fingerprint:
+        fp = frozen_fingerprint(model)
+        if header.get("base_fingerprint") != fp:
+            raise PatchError(
+                f"{path} was made for another base model (patch fingerprint "
+                f"{str(header.get('base_fingerprint'))[:12]}..., this model {fp[:12]}...; "
+                f"method {header.get('method')!r}, components {header.get('components')})"
+            )
+    targets = {canonical_name(n): p for n, p in model.named_parameters()}
+    targets.update(_stat_buffers(model))
+    missing = sorted(set(tensors) - set(targets))
+    if missing:
+        raise PatchError(f"{path}: tensors not present in this model: {missing[:5]}")
+    trainable = {canonical_name(n) for n, p in model.named_parameters() if p.requires_grad}
+    absent = sorted(trainable - set(tensors))
+    if absent:
+        raise PatchError(
+            f"{path} lacks trainable tensors of this model (made with method "
+            f"{header.get('method')!r}?): {absent[:5]}"
+        )
+    for k, t in tensors.items():
+        if targets[k].shape != t.shape:
+            raise PatchError(f"{path}: {k} has shape {tuple(t.shape)}, model expects {tuple(targets[k].shape)}")
+    for k, t in tensors.items():
+        targets[k].copy_(t.to(targets[k].device, targets[k].dtype))
+    return header
