@@ -26,3 +26,7 @@ class PatchError(KmexpError):
 
 class ExistingRunError(KmexpError):
     """The run directory already holds a checkpoint and resume was not requested."""
+
+
+class NonFiniteLossError(KmexpError):
+    """The training loss became NaN or infinite."""

@@ -113,6 +113,7 @@ def run(cfg: DictConfig) -> dict:
         default_root_dir=str(run_dir),
         logger=build_loggers(cfg, run_dir) or False,
         callbacks=build_callbacks(cfg, ckpt_dir),
+        enable_progress_bar=cfg.callbacks.progress_bar != "none",
     )
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)

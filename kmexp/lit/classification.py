@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from kmexp.components import NORM_TYPES, count_parameters, tag_parameters
+from kmexp.errors import NonFiniteLossError
 from kmexp.methods import Method, build_model
 from kmexp.optim import build_optimizer, build_scheduler
 
@@ -52,7 +53,7 @@ class ClassificationModule(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         if stage == "train" and not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step}; "
                 "the last checkpoint is intact: lower the learning rate and resume with resume=true"
             )
@@ -87,7 +88,7 @@ class ClassificationModule(pl.LightningModule):
             {"params": no_decay, "weight_decay": cfg.get("modulator_weight_decay", 0.0)},
         ) if g["params"]]
         optimizer = build_optimizer(groups, cfg)
-        scheduler = build_scheduler(optimizer, cfg, self.trainer)
+        scheduler = build_scheduler(optimizer, cfg, self._trainer)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
