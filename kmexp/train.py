@@ -85,7 +85,7 @@ def run(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
 
     from kmexp.components import count_parameters, describe
-    from kmexp.lit.classification import ClassificationModule
+    from kmexp.lit import build_lightning_module
     from kmexp.patches import export_patch
     from kmexp.validate import validate_config
 
@@ -103,9 +103,7 @@ def run(cfg: DictConfig) -> dict:
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    optim_cfg = OmegaConf.to_container(cfg.optim, resolve=True)
-    module = ClassificationModule(model=model_cfg, optim=optim_cfg, reference_accuracy=cfg.reference_accuracy)
+    module = build_lightning_module(cfg)
     log.info("%s (%s on %s, method %s)", describe(module.net), cfg.backbone.name, cfg.dataset.name, cfg.method.name)
 
     trainer = hydra.utils.instantiate(
@@ -138,6 +136,8 @@ def run(cfg: DictConfig) -> dict:
         "run_dir": str(run_dir),
         "overrides": list(HydraConfig.get().overrides.task),
     }
+    if hasattr(module, "extra_summary"):  # module-specific figures (FLOPs, inner-loop counts ...)
+        summary.update(module.extra_summary())
     ref = cfg.reference_accuracy
     summary["reference_accuracy"] = ref
     summary["test/recovered_accuracy_ratio"] = summary["test/acc"] / ref if ref else None

@@ -46,7 +46,13 @@ if [[ $# -eq 2 ]]; then
     VERIFY_FAST_PATH=1
 fi
 
-[[ -x $PY ]] || die "'$PY' is not an executable Python interpreter"
+if [[ $PY != */* ]]; then  # bare name: look it up on PATH
+    PY=$(command -v -- "$PY") || die "'$1' not found on PATH"
+fi
+[[ -f $PY && -x $PY ]] || die "'$PY' is not an executable Python interpreter"
+# Absolute path (the verification runs from /), without resolving symlinks: a venv's
+# bin/python is a symlink to the base interpreter, and following it would leave the venv.
+PY=$(cd -- "$(dirname -- "$PY")" && pwd)/$(basename -- "$PY")
 "$PY" -c 'import sys' 2>/dev/null || die "'$PY' does not run"
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
