@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from omegaconf import OmegaConf
 
 
+MAX_NAME = 180  # file systems allow 255 bytes per path component
+
+
 def _run_name(override_dirname: str) -> str:
-    """Run directory name: the command-line overrides (``method=km,seed=3``) or ``default``."""
-    return override_dirname.replace("/", "-") or "default"
+    """Run directory name: the command-line overrides (``method=km,seed=3``) or ``default``.
+
+    Long names keep their first characters and end in a hash of the whole string, so
+    the same overrides always give the same (unique) directory.
+    """
+    name = override_dirname.replace("/", "-") or "default"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        name = f"{name[: MAX_NAME - 13]}~{digest}"
+    return name
+
+
+def _table_of(experiment_name: str | None, default: str) -> str:
+    """W&B group: the table an experiment preset belongs to (``table1/km`` -> ``table1``)."""
+    return experiment_name.split("/")[0] if experiment_name else default
+
+
+def _row_of(experiment_name: str | None, default: str) -> str:
+    """W&B job type: the row of the table (``table1/km`` -> ``km``)."""
+    return experiment_name.split("/", 1)[-1] if experiment_name else default
 
 
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("kmexp.run_name"):
-        OmegaConf.register_new_resolver("kmexp.run_name", _run_name)
+    for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

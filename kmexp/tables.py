@@ -37,6 +37,10 @@ class Table:
     reference_row: str | None = None  # ratio denominator when no reference accuracy is configured
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     note: str = ""
+    mini: tuple[str, ...] = ("dataset=digits",)  # extra overrides of the mini profile (bundled data)
+    plot: str | None = None  # figure kind drawn by kmexp.plots ("bar", "params", "ablation", ...)
+    x_label: str | None = None  # for plot="scaling": what the rows' x values are
+    exclude_from_all: bool = False  # e.g. tables that are themselves small-data variants
 
 
 TABLES: dict[str, Table] = {}
@@ -72,6 +76,7 @@ register(
         paper_table="km_table1",
         paper_label="paper, CIFAR-10 — a different dataset",
         reference_row="full",
+        exclude_from_all=True,
         note=(
             "Recovered ratio = accuracy / accuracy of this sweep's fully trained row (no digits "
             "reference exists). Paper columns are CIFAR-10 numbers, shown for orientation only."
@@ -90,6 +95,7 @@ register(
         title="Kernel Modulation Fig. 5: modulator ablations (ResNet-32, CIFAR-10)",
         rows=tuple(_FIG5),
         paper_table=None,
+        plot="ablation",
         note="The paper plots Fig. 5 without printing its values (see results/paper/README.md).",
     ),
 )

@@ -148,12 +148,23 @@ def run(cfg: DictConfig) -> dict:
             backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
         )
         summary["patch/bytes"] = patch.stat().st_size
-    for logger in trainer.loggers:
-        logger.log_metrics({k: v for k, v in summary.items() if k.startswith(("params/", "test/", "patch/")) and v is not None})
+    publish_summary(trainer.loggers, summary, cfg)
     write_summary(run_dir, summary, cfg)
     log.info("test/acc %.4f; results in %s", summary["test/acc"], run_dir)
     print(f"[kmexp] finished: test/acc={summary['test/acc']:.4f}  summary: {run_dir / 'summary.json'}")
     return summary
+
+
+def publish_summary(loggers: list, summary: dict, cfg: DictConfig) -> None:
+    """Final figures to every logger; on W&B also as run summary + full config, so a W&B
+    table of a sweep (grouped by paper table, job type = row) shows the paper's table."""
+    metrics = {k: v for k, v in summary.items() if k.startswith(("params/", "test/", "patch/")) and v is not None}
+    for logger in loggers:
+        logger.log_metrics(metrics)
+        if logger.__class__.__name__ == "WandbLogger":
+            run = logger.experiment
+            run.config.update({"kmexp": OmegaConf.to_container(cfg, resolve=True)}, allow_val_change=True)
+            run.summary.update({**metrics, "method": summary["method"], "seed": summary["seed"]})
 
 
 def write_summary(run_dir: Path, summary: dict, cfg: DictConfig) -> Path:
