@@ -160,9 +160,15 @@ def fold_modulators(model: nn.Module) -> nn.Module:
     The result is an ordinary network with identical outputs (same forward, plain
     ``nn.Parameter`` weights), in place; returns ``model`` for chaining.
     """
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d) and is_modulated(module):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    # Every modulated weight is computed before any is removed: a kernel shared across
+    # layers (kmexp.sharing) is one tensor under several modulators, and torch's
+    # leave_parametrized=True would overwrite that shared tensor in place.
+    modulated = [(m, m.weight.detach().clone()) for m in model.modules()
+                 if isinstance(m, nn.Conv2d) and is_modulated(m)]
+    for module, weight in modulated:
+        requires_grad = module.parametrizations.weight.original.requires_grad
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        module.weight = nn.Parameter(weight, requires_grad=requires_grad)
     return model
 
 

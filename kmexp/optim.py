@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules from plain config (configs/optim/*.yaml).
 
 Keys: ``name`` (sgd | adam | adamw), ``lr``, ``weight_decay``, ``momentum``,
-``nesterov``, ``betas``; ``scheduler``: ``{name: none | multistep | cosine, ...}``
+``nesterov``, ``betas``, ``eps`` (Adam/AdamW); ``scheduler``: ``{name: none | multistep | cosine, ...}``
 stepped once per epoch. ``milestones`` are epochs.
 """
 
@@ -21,7 +21,8 @@ def build_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimize
                                weight_decay=wd, nesterov=cfg.get("nesterov", False))
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(param_groups, lr=lr, weight_decay=wd, betas=tuple(cfg.get("betas", (0.9, 0.999))))
+        return cls(param_groups, lr=lr, weight_decay=wd, betas=tuple(cfg.get("betas", (0.9, 0.999))),
+                   eps=cfg.get("eps", 1e-8))
     raise ConfigError(f"optim.name={name!r} is not one of ['sgd', 'adam', 'adamw']")
 
 

@@ -14,6 +14,7 @@ and re-launching a partly finished sweep only redoes what is missing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="Arguments after -- are passed to Hydra (e.g. hydra.launcher.partition=gpu).")
     p.add_argument("table", help=f"'all' or one of: {', '.join(sorted(TABLES))}")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: the papers' 5)")
+    p.add_argument("--rows", default=None, help="comma-separated row ids to run (default: every row)")
     p.add_argument("--launcher", default="local", choices=LAUNCHERS)
     p.add_argument("--profile", default=None, choices=["mini"], help="mini: tiny budgets on bundled data")
     p.add_argument("--logs", default=None, help="root of the sweep directories (default logs/reproduce, or logs/mini)")
@@ -88,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for table_id in ids:
         table = TABLES[table_id]
+        if args.rows:
+            wanted = args.rows.split(",")
+            unknown = sorted(set(wanted) - {r.key for r in table.rows})
+            if unknown:
+                print(f"error: {table_id} has no rows {unknown}; rows: {[r.key for r in table.rows]}", file=sys.stderr)
+                return 1
+            table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted), seeds=tuple(seeds))
+        else:
+            table = dataclasses.replace(table, seeds=tuple(seeds))
         todo = runs(table, seeds)
         cmd = sweep_command(table_id, table, seeds, args.launcher, log_root, args.profile, extra)
         if args.dry_run:
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = 1
         provenance = (f"Pipeline check (`python -m kmexp.reproduce {table_id} --profile mini`): bundled data, "
                       f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper." if mini else "")
-        md = write_table(table_id, log_root / table_id, out, provenance)
+        md = write_table(table_id, log_root / table_id, out, provenance, table=table)
         print(f"[kmexp] {table_id}: wrote {md}")
         if mini or table.plot:
             from kmexp.plots import plot_table

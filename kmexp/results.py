@@ -140,10 +140,14 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
     return "\n".join(lines) + "\n", records
 
 
-def write_table(table_id: str, sweep_dir: str | Path, out_dir: str | Path, provenance: str = "") -> Path:
-    if table_id not in TABLES:
-        raise SystemExit(f"error: unknown table {table_id!r}; choose from {sorted(TABLES)}")
-    table = TABLES[table_id]
+def write_table(table_id: str, sweep_dir: str | Path, out_dir: str | Path, provenance: str = "",
+                table: Table | None = None) -> Path:
+    """Aggregate ``sweep_dir`` into ``out_dir/<table_id>.md`` and ``.csv`` (``table`` overrides
+    the registered definition, e.g. a subset of rows or seeds)."""
+    if table is None:
+        if table_id not in TABLES:
+            raise SystemExit(f"error: unknown table {table_id!r}; choose from {sorted(TABLES)}")
+        table = TABLES[table_id]
     rows, problems = aggregate(table, collect(sweep_dir))
     text, records = render(table, rows, problems, provenance)
     out_dir = Path(out_dir)

@@ -77,6 +77,10 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
         callbacks.append(TQDMProgressBar())
     if cfg.get("logger"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.get("save_init_checkpoint", False):  # KM Fig. 3 compares weights before and after training
+        from kmexp.init_checkpoint import SaveInitialCheckpoint
+
+        callbacks.append(SaveInitialCheckpoint(ckpt_dir / "init.ckpt"))
     return callbacks
 
 

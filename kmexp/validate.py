@@ -13,6 +13,10 @@ def validate_config(cfg: DictConfig) -> None:
     method = Method.from_dict(OmegaConf.to_container(cfg.method, resolve=True))
     if method.modulates:
         ModulatorConfig.from_dict(OmegaConf.to_container(cfg.modulator, resolve=True))
+    if "rbd" in method.extra:
+        from kmexp.rbd import RBDConfig
+
+        RBDConfig.from_dict(method.extra["rbd"])
     if cfg.test_ckpt not in ("last", "best"):
         raise ConfigError(f"test_ckpt={cfg.test_ckpt!r} must be 'last' or 'best'")
     ref = cfg.get("reference_accuracy")

@@ -8,6 +8,8 @@ from the identity of Eq. 4).
 
 from __future__ import annotations
 
+import logging
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -50,14 +52,15 @@ class ClassificationModule(pl.LightningModule):
 
     def _step(self, batch, stage: str, metric) -> torch.Tensor:
         x, y = batch
+        self.input_shape = tuple(x.shape[1:])  # for the FLOP count in extra_summary
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y)  # y may be soft targets (mixup/cutmix, kmexp.data.cifar_randaugment)
         if stage == "train" and not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step}; "
                 "the last checkpoint is intact: lower the learning rate and resume with resume=true"
             )
-        metric(logits, y)
+        metric(logits, y.argmax(1) if y.is_floating_point() else y)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test")
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
@@ -83,12 +86,43 @@ class ClassificationModule(pl.LightningModule):
             if p.requires_grad:
                 (no_decay if "explicit" in tags[name] else decay).append(p)
         cfg = self.hparams.optim
+        skip_1d = cfg.get("no_weight_decay_1d", False)  # biases and norm parameters (timm/ConvNeXt recipe)
         groups = [g for g in (
-            {"params": decay},
+            {"params": [p for p in decay if not (skip_1d and p.ndim <= 1)]},
             {"params": no_decay, "weight_decay": cfg.get("modulator_weight_decay", 0.0)},
+            {"params": [p for p in decay if skip_1d and p.ndim <= 1], "weight_decay": 0.0},
         ) if g["params"]]
-        optimizer = build_optimizer(groups, cfg)
+        if "rbd" in self.method.extra:  # LD: SGD inside random subspaces (kmexp/rbd.py)
+            from kmexp.rbd import build_rbd_optimizer
+
+            optimizer = build_rbd_optimizer(decay + no_decay, cfg, self.method.extra["rbd"])
+        else:
+            optimizer = build_optimizer(groups, cfg)
         scheduler = build_scheduler(optimizer, cfg, self._trainer)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def extra_summary(self) -> dict:
+        """FLOPs (every method) and, for RBD, ``params/trainable`` = the subspace dimension d
+        (KM Table I, LD row)."""
+        if "rbd" not in self.method.extra:
+            return self.flops_summary()
+        from kmexp.rbd import rbd_parameter_counts
+
+        return {**self.flops_summary(), **rbd_parameter_counts(self.net, self.method.extra["rbd"]["dim"])}
+
+    def flops_summary(self) -> dict:
+        """``params/flops`` and ``params/gflops`` of one image of the size seen in training
+        (counted as in :mod:`kmexp.flops`; kernel-sharing paper, Table 1 and Figs. 3-5)."""
+        shape = getattr(self, "input_shape", None)
+        if shape is None or len(shape) != 3:
+            return {}
+        from kmexp.flops import count_flops
+
+        try:
+            flops = count_flops(self.net, shape)
+        except Exception as e:  # noqa: BLE001 - a finished run must still write its summary
+            logging.getLogger(__name__).warning("FLOPs not counted: %s: %s", type(e).__name__, e)
+            return {}
+        return {"params/flops": flops, "params/gflops": flops / 1e9}
