@@ -5,9 +5,9 @@ How FLOPs are counted: ``torch.utils.flop_counter.FlopCounterMode`` on one image
 linear layers (including the squeeze-and-excitation layers) at 2 FLOPs per
 multiply-accumulate; normalization, activations, bias additions, pooling, residual
 additions and SE gating are not counted. Kernel sharing does not change FLOPs: every
-use of a shared kernel is still computed. Kernel modulators are folded first
-(:func:`kmexp.modulation.fold_modulators`), so the count is that of the deployed
-network; training additionally runs the small modulator MLPs once per step.
+use of a shared kernel is still computed. Modulated weights (Kernel Modulation) are
+computed before counting and not counted, so the count is that of the deployed
+(folded) network; training additionally runs the small modulator MLPs once per step.
 
 This gives ConvMixer-128/4: 0.2199 GFLOPs (paper 0.22), kernel-shared ConvMixer-283/4:
 0.8456 (0.86), ConvMixer-128/8: 0.4391 (0.46), kernel-shared ConvMixer-410/8: 3.3008
@@ -28,19 +28,24 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
-
-from kmexp.modulation import fold_modulators
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of ``model`` on one input of shape ``input_shape`` = (channels, height, width)."""
-    probe = copy.deepcopy(model).to("meta")
-    fold_modulators(probe)
-    probe.eval()
+    # A deep copy of a parametrized module shares its class with the original, so the
+    # copy must not be folded (that edits the class); cached() computes every
+    # parametrized weight once, here before counting starts.
+    probe = copy.deepcopy(model).to("meta").eval()
     x = torch.empty(1, *input_shape, device="meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        probe(x)
+    with torch.no_grad(), parametrize.cached():
+        for m in probe.modules():
+            if parametrize.is_parametrized(m):
+                for name in m.parametrizations:
+                    getattr(m, name)
+        with FlopCounterMode(display=False) as counter:
+            probe(x)
     return int(counter.get_total_flops())
 
 

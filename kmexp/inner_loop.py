@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from kmexp.components import tag_parameters, validate_components
+from kmexp.components import classifier_module, tag_parameters, validate_components
 from kmexp.errors import ConfigError
 
 Params = dict[str, torch.Tensor]
@@ -55,18 +55,57 @@ def inner_loop_names(net: nn.Module, components: Iterable[str]) -> list[str]:
     return names
 
 
+def _prefixed(params: Params) -> Params:
+    return {f"net.{n}": t for n, t in params.items()}
+
+
+class _MethodCall(nn.Module):
+    """``forward`` runs one method of ``net``, so that :func:`functional_call` can run it."""
+
+    def __init__(self, net: nn.Module, method: str):
+        super().__init__()
+        self.net = net
+        self.method = method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.net, self.method)(x)
+
+
+def _adapts_only_head(net: nn.Module, names: list[str]) -> bool:
+    classifier = classifier_module(net)
+    if classifier is None or not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
+        return False
+    head = {id(p) for p in classifier.parameters()}
+    params = dict(net.named_parameters())
+    return all(id(params[n]) in head for n in names)
+
+
 class InnerLoop:
     """Gradient-descent adaptation of ``names`` of ``net`` on a support set.
+
+    When only the classifier adapts (ANIL) and the network splits into
+    ``forward_features`` / ``forward_head`` (timm convention), the support features are
+    computed once per task and only the head is re-run in the inner loop, as Raghu et
+    al. (2020) do; the result, and its meta-gradient, are the same as re-running the
+    whole network, since the features do not depend on the adapted parameters.
 
     Args:
         net: the network; its modules are called functionally, never modified.
         names: parameters that adapt (see :func:`inner_loop_names`).
+        head_only: use the features-once path; ``None`` = whenever it applies.
     """
 
-    def __init__(self, net: nn.Module, names: list[str]):
+    def __init__(self, net: nn.Module, names: list[str], head_only: bool | None = None):
         self.net = net
         self.names = list(names)
         self.num_parameters = sum(p.numel() for n, p in net.named_parameters() if n in set(self.names))
+        possible = _adapts_only_head(net, self.names)
+        if head_only and not possible:
+            raise ValueError("head_only needs forward_features/forward_head and an inner loop over the classifier")
+        self.head_only = possible if head_only is None else head_only
+        if self.head_only:
+            self._features = _MethodCall(net, "forward_features")
+            self._head = _MethodCall(net, "forward_head")
 
     def parameters(self, detach: bool = False) -> Params:
         """The network's parameters as a dict; ``detach=True`` for meta-test (no outer graph).
@@ -92,8 +131,14 @@ class InnerLoop:
         second order; with ``first_order=True`` the inner gradients are constants.
         """
         fast = {n: params[n] for n in self.names}
+        if self.head_only and steps:
+            features = functional_call(self._features, _prefixed(params), (x,))
         for _ in range(steps):
-            loss = F.cross_entropy(self.forward({**params, **fast}, x), y)
+            if self.head_only:
+                logits = functional_call(self._head, _prefixed(fast), (features,))
+            else:
+                logits = self.forward({**params, **fast}, x)
+            loss = F.cross_entropy(logits, y)
             grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
             fast = {n: w - lr * g for (n, w), g in zip(fast.items(), grads, strict=True)}
         return {**params, **fast}

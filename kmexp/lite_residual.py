@@ -175,7 +175,7 @@ def add_lite_residuals(model: nn.Module, norm: str = "auto", **options) -> int:
                 continue
             inner = getattr(block, attr) or nn.Identity()
             device = next(block.parameters()).device
-            lite = LiteResidual(c_in, c_out, stride, norm=norm, **options).to(device)
+            lite = LiteResidual(c_in, c_out, stride, norm=norm, **options).to(device).train(block.training)
             setattr(block, attr, WithLiteResidual(inner, lite))
     except TypeError as e:  # an unknown option in method.lite_residual
         raise ConfigError(f"method.lite_residual: {e}") from e

@@ -2,7 +2,8 @@
 
 Keys: ``name`` (sgd | adam | adamw), ``lr``, ``weight_decay``, ``momentum``,
 ``nesterov``, ``betas``, ``eps`` (Adam/AdamW); ``scheduler``: ``{name: none | multistep | cosine, ...}``
-stepped once per epoch. ``milestones`` are epochs.
+stepped once per epoch. ``milestones`` are epochs. ``rmsprop`` (``alpha``, ``eps``, ``momentum``) and the
+``exponential`` schedule (``gamma`` per ``every_epochs``, stepped per step) are model patches' (Sec. 5).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def build_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimize
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(param_groups, lr=lr, weight_decay=wd, betas=tuple(cfg.get("betas", (0.9, 0.999))),
                    eps=cfg.get("eps", 1e-8))
-    raise ConfigError(f"optim.name={name!r} is not one of ['sgd', 'adam', 'adamw']")
+    if name == "rmsprop":  # model patches Sec. 5 (TF-slim's RMSProp: decay 0.9, momentum 0.9, epsilon 1.0)
+        return torch.optim.RMSprop(param_groups, lr=lr, alpha=cfg.get("alpha", 0.9), eps=cfg.get("eps", 1.0),
+                                   momentum=cfg.get("momentum", 0.9), weight_decay=wd)
+    raise ConfigError(f"optim.name={name!r} is not one of ['sgd', 'adam', 'adamw', 'rmsprop']")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
@@ -39,6 +43,27 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
         if not t_max or t_max < 0:
             raise ConfigError("optim.scheduler cosine needs t_max or a finite trainer.max_epochs")
         s = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=sched.get("eta_min", 0.0))
+    elif name == "exponential":
+        return _exponential_decay(optimizer, sched, trainer)
     else:
-        raise ConfigError(f"optim.scheduler.name={name!r} is not one of ['none', 'multistep', 'cosine']")
+        raise ConfigError(f"optim.scheduler.name={name!r} is not one of ['none', 'multistep', 'cosine', 'exponential']")
     return {"scheduler": s, "interval": "epoch"}
+
+
+def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -> dict:
+    """lr * gamma ** (epochs / every_epochs), stepped per optimizer step; ``staircase`` (default)
+    decays in whole periods. Model patches Sec. 5: "decay factor 0.98 per 2.5 epochs"."""
+    gamma, every = float(sched["gamma"]), float(sched.get("every_epochs", 1.0))
+    staircase = sched.get("staircase", True)
+    if trainer is None:
+        raise ConfigError("optim.scheduler exponential needs the trainer (epoch length in steps)")
+    trainer.estimated_stepping_batches  # noqa: B018 - sets up the train dataloader, so its length is known
+    batches = trainer.num_training_batches
+    if batches == float("inf") or not batches:
+        raise ConfigError("optim.scheduler exponential needs a train dataloader of known length")
+    period = max(1.0, every * batches / max(1, trainer.accumulate_grad_batches))
+
+    def factor(step: int) -> float:
+        return gamma ** (step // period if staircase else step / period)
+
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}

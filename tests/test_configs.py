@@ -31,6 +31,8 @@ def test_there_are_presets_for_table1_and_fig5():
 def test_experiment_composes_and_builds(experiment):
     cfg = compose_cfg([f"experiment={experiment}"])
     assert cfg.experiment_name == experiment
+    if cfg.backbone.get("pretrained"):  # no ImageNet weights offline; loading: tests/test_transfer_backbone.py
+        cfg.backbone.pretrained = False
     validate_config(cfg)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model = build_model(model_cfg)

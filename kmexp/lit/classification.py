@@ -76,8 +76,9 @@ class ClassificationModule(pl.LightningModule):
         self._step(batch, "test", self.test_acc)
 
     def on_fit_start(self) -> None:
+        counts = {**count_parameters(self.net), **self.extra_summary()}  # RBD: params/trainable = d
         for logger in self.loggers:
-            logger.log_hyperparams({k: float(v) for k, v in count_parameters(self.net).items()})
+            logger.log_hyperparams({k: float(v) for k, v in counts.items() if isinstance(v, (int, float))})
 
     def configure_optimizers(self):
         tags = tag_parameters(self.net)
