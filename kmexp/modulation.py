@@ -167,9 +167,22 @@ def fold_modulators(model: nn.Module) -> nn.Module:
                  if isinstance(m, nn.Conv2d) and is_modulated(m)]
     for module, weight in modulated:
         requires_grad = module.parametrizations.weight.original.requires_grad
+        _own_parametrized_class(module)
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         module.weight = nn.Parameter(weight, requires_grad=requires_grad)
     return model
+
+
+def _own_parametrized_class(module: nn.Module) -> None:
+    """Give ``module`` a private copy of its parametrized class before removal.
+
+    torch injects one class per parametrized module, but ``copy.deepcopy`` makes the copy
+    share it; ``remove_parametrizations`` deletes the property from that class, which
+    would silently break every other copy (e.g. folding a deployment copy).
+    """
+    cls = module.__class__
+    attrs = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, attrs)
 
 
 def modulator_parameter_count(model: nn.Module) -> int:

@@ -45,9 +45,14 @@ def plot_table(table_id: str, csv_path: str | Path) -> Path | None:
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters")
     elif kind == "scaling" and all(_float(r.get("x")) is not None for r in rows):
-        x = [_float(r["x"]) for r in rows]
-        sizes = [20 + 40 * (_float(r.get("params/gflops_mean")) or 0.0) for r in rows]
-        ax.scatter(x, acc, s=sizes)
+        series = {row.key: row.series or "runs" for row in table.rows}
+        for name in dict.fromkeys(series[r["row"]] for r in rows):
+            pts = sorted((_float(r["x"]), a, _float(r.get("params/gflops_mean")) or 0.0)
+                         for r, a in zip(rows, acc) if series[r["row"]] == name)
+            xs, ys, gf = zip(*pts)
+            line = ax.plot(xs, ys, "-", lw=1, label=name)[0]
+            ax.scatter(xs, ys, s=[15 + 25 * g for g in gf], color=line.get_color())  # dot size = FLOPs
+        ax.legend(fontsize=7)
         ax.set_xlabel(table.x_label or "x")
     else:
         ax.bar(range(len(rows)), acc, yerr=err, capsize=3)

@@ -19,7 +19,8 @@ in the optimizer state, so a resumed run draws the same bases it would have draw
 Where the KM paper is silent we follow Gressmann et al.'s recipe and code
 (graphcore-research/random-bases): one subspace for the whole network (no
 compartments), coordinates reset to zero at every step, plain SGD in the subspace
-(no momentum, constant learning rate). ``momentum`` and ``weight_decay`` are
+(no momentum, constant learning rate). Bases are normalised to exactly unit length (the
+original divides Gaussian vectors by sqrt(D), their expected length). ``momentum`` and ``weight_decay`` are
 accepted so that ``method=rbd`` also runs with the ResNet SGD config: weight decay
 is added to the gradient *before* the projection (the step stays in the subspace);
 momentum is heavy-ball on the projected steps (the velocity then mixes recent

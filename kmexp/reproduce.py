@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shlex
 import subprocess
 import sys
@@ -39,23 +40,63 @@ MINI_TRAINER = (
 )
 
 
-def runs(table: Table, seeds: list[int]) -> list[tuple[str, int]]:
-    return [(row.experiment, seed) for row in table.rows for seed in seeds]
+def runs(table: Table, seeds: list[int]) -> list[tuple]:
+    return [(row, seed) for row in table.rows for seed in seeds]
 
 
-def sweep_command(table_id: str, table: Table, seeds: list[int], launcher: str, log_root: Path,
-                  profile: str | None, extra: list[str]) -> list[str]:
-    cmd = [
-        sys.executable, "-m", "kmexp.train", "-m",
-        "experiment=" + ",".join(row.experiment for row in table.rows),
-        "seed=" + ",".join(str(s) for s in seeds),
-        "resume=true",
-        f"paths.log_dir={log_root / table_id}",
-        f"hydra/launcher={launcher}",
-    ]
-    if profile == "mini":
-        cmd += [*MINI_TRAINER, *table.mini]
-    return cmd + extra
+def _sweeps(table: Table) -> list[tuple[list[str], list[str]]]:
+    """(experiments, overrides) pairs, each one Hydra multirun, covering exactly the table's rows.
+
+    Experiments whose rows use the same override combinations are swept together; a set of
+    combinations that forms a full grid (e.g. depth in 4..24) becomes one ``k=v1,v2`` sweep.
+    """
+    combos: dict[str, list[tuple[str, ...]]] = {}
+    for row in table.rows:
+        combos.setdefault(row.experiment, []).append(row.overrides)
+    by_combos: dict[frozenset, tuple[tuple, list[str]]] = {}
+    for experiment, overrides in combos.items():
+        ordered = tuple(dict.fromkeys(overrides))
+        by_combos.setdefault(frozenset(ordered), (ordered, []))[1].append(experiment)
+    sweeps = []
+    for overrides, experiments in by_combos.values():
+        grid = _as_grid(overrides)
+        if grid is not None:
+            sweeps.append((experiments, grid))
+        else:
+            sweeps.extend((experiments, list(o)) for o in overrides)
+    return sweeps
+
+
+def _as_grid(combos: tuple[tuple[str, ...], ...]) -> list[str] | None:
+    """``["k1=a,b", "k2=c"]`` if ``combos`` is the full product of per-key values, else None."""
+    dicts = [dict(o.split("=", 1) for o in c) for c in combos]
+    keys = sorted(dicts[0]) if dicts else []
+    if any(sorted(d) != keys for d in dicts):
+        return None
+    values = {k: list(dict.fromkeys(d[k] for d in dicts)) for k in keys}
+    if math.prod(len(v) for v in values.values()) != len(set(combos)):
+        return None
+    return [f"{k}={','.join(v)}" for k, v in values.items()]
+
+
+def sweep_commands(table_id: str, table: Table, seeds: list[int], launcher: str, log_root: Path,
+                   profile: str | None, extra: list[str]) -> list[list[str]]:
+    """The Hydra multirun commands that run every row of ``table`` for every seed."""
+    cmds = []
+    for experiments, overrides in _sweeps(table):
+        cmd = [
+            sys.executable, "-m", "kmexp.train", "-m",
+            "experiment=" + ",".join(experiments),
+            "seed=" + ",".join(str(s) for s in seeds),
+            *overrides,
+            "resume=true",
+            f"paths.log_dir={log_root / table_id}",
+            f"hydra/launcher={launcher}",
+        ]
+        if profile == "mini":
+            cmd += [*MINI_TRAINER, *table.mini]
+        cmds.append(cmd + extra)
+    return cmds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,20 +141,22 @@ def main(argv: list[str] | None = None) -> int:
         else:
             table = dataclasses.replace(table, seeds=tuple(seeds))
         todo = runs(table, seeds)
-        cmd = sweep_command(table_id, table, seeds, args.launcher, log_root, args.profile, extra)
+        cmds = sweep_commands(table_id, table, seeds, args.launcher, log_root, args.profile, extra)
         if args.dry_run:
             print(f"{table_id}: {len(table.rows)} rows x {len(seeds)} seeds = {len(todo)} runs")
-            for experiment, seed in todo:
-                print(f"  experiment={experiment} seed={seed}")
-            print("  command: " + shlex.join(cmd))
+            for row, seed in todo:
+                print(f"  experiment={row.experiment}{''.join(' ' + o for o in row.overrides)} seed={seed}")
+            for cmd in cmds:
+                print("  command: " + shlex.join(cmd))
             continue
         if not args.collect_only:
             print(f"[kmexp] {table_id}: launching {len(todo)} runs", flush=True)
-            proc = subprocess.run(cmd, cwd=REPO)
-            if proc.returncode != 0:
-                print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
-                      file=sys.stderr)
-                status = 1
+            for cmd in cmds:
+                proc = subprocess.run(cmd, cwd=REPO)
+                if proc.returncode != 0:
+                    print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
+                          file=sys.stderr)
+                    status = 1
         provenance = (f"Pipeline check (`python -m kmexp.reproduce {table_id} --profile mini`): bundled data, "
                       f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper." if mini else "")
         md = write_table(table_id, log_root / table_id, out, provenance, table=table)

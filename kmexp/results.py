@@ -55,20 +55,44 @@ def paper_values(paper_table: str, column: str) -> dict[str, tuple[float | None,
     return values
 
 
+def paper_cell(table: Table, row) -> tuple[float | None, float | None]:
+    """The paper's (value, std) for a row, or (None, None) when the paper prints none."""
+    if not table.paper_table or row.paper is None:
+        return None, None
+    prow, pcol = (row.key, table.paper_column) if row.paper == "default" else row.paper
+    return paper_values(table.paper_table, pcol).get(prow, (None, None))
+
+
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _as_dict(overrides) -> dict[str, str]:
+    return dict(o.split("=", 1) for o in overrides or () if "=" in o)
+
+
+def runs_of_row(table: Table, row, summaries: list[dict]) -> list[dict]:
+    """Summaries of ``row``: same experiment, and the same values for every override key
+    that some row of that experiment uses (absent keys must be absent)."""
+    keys = {k for r in table.rows if r.experiment == row.experiment for k in _as_dict(r.overrides)}
+    want = _as_dict(row.overrides)
+    out = []
+    for s in summaries:
+        if s.get("experiment") != row.experiment:
+            continue
+        have = _as_dict(s.get("overrides"))
+        if all(have.get(k) == want.get(k) for k in keys):
+            out.append(s)
+    return out
+
+
 def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str]]:
     """One dict per table row (with per-metric mean/std and counts) and a list of problems."""
-    by_exp = defaultdict(list)
-    for s in summaries:
-        by_exp[s.get("experiment")].append(s)
     rows, problems = [], []
     for row in table.rows:
-        runs = by_exp.get(row.experiment, [])
+        runs = runs_of_row(table, row, summaries)
         finished = [s for s in runs if s.get("status") == "finished"]
         failed = [s for s in runs if s.get("status") != "finished"]
         for s in failed:
@@ -77,7 +101,11 @@ def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str
         missing = [sd for sd in table.seeds if sd not in seeds]
         if missing:
             problems.append(f"{row.experiment}: missing seeds {missing}")
-        cell = {"row": row.key, "label": row.label, "experiment": row.experiment, "n": len(finished)}
+        where = row.experiment + (" " + " ".join(row.overrides) if row.overrides else "")
+        problems = [p.replace(f"{row.experiment}:", f"{where}:", 1) if p.startswith(f"{row.experiment}:") else p
+                    for p in problems]
+        cell = {"row": row.key, "label": row.label, "experiment": row.experiment, "n": len(finished),
+                "overrides": " ".join(row.overrides), "x": row.x}
         for metric in table.metrics:
             vals = [float(s[metric]) for s in finished if s.get(metric) is not None]
             cell[metric] = mean_std(vals)
@@ -103,12 +131,13 @@ def _fmt(ms: tuple[float | None, float | None], scale: float = 1.0, digits: int 
 
 def render(table: Table, rows: list[dict], problems: list[str], provenance: str = "") -> tuple[str, list[dict]]:
     """Markdown text and CSV records of an aggregated table."""
-    acc_paper = paper_values(table.paper_table, "accuracy") if table.paper_table else {}
+    show_ratio = "test/recovered_accuracy_ratio" in table.metrics
     ratio_paper = paper_values(table.paper_table, "recovered_accuracy_ratio") if table.paper_table else {}
+    row_defs = {r.key: r for r in table.rows}
     head = ["row", "runs"]
     for metric in table.metrics:
         head.append(table.metric_labels.get(metric, metric))
-    head += [f"paper accuracy ({table.paper_label})", "paper ratio"]
+    head += [f"paper accuracy ({table.paper_label})"] + (["paper ratio"] if show_ratio else [])
     lines = [f"# {table.title}", ""]
     if table.note:
         lines += [table.note, ""]
@@ -118,7 +147,8 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
     records = []
     for r in rows:
         cells = [r["label"], str(r["n"])]
-        rec = {"row": r["row"], "experiment": r["experiment"], "runs": r["n"]}
+        rec = {"row": r["row"], "experiment": r["experiment"], "overrides": r["overrides"], "x": r["x"],
+               "runs": r["n"]}
         for metric in table.metrics:
             m, s = r[metric]
             rec[f"{metric}_mean"], rec[f"{metric}_std"] = m, s
@@ -128,10 +158,11 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
                 cells.append("—" if m is None else f"{int(m):,}")
             else:
                 cells.append(_fmt(r[metric], 1, 3 if "ratio" in metric else 2))
-        pv, ps = acc_paper.get(r["row"], (None, None))
+        pv, ps = paper_cell(table, row_defs[r["row"]])
         cells.append("—" if pv is None else (f"{pv:.2f}" + (f" ± {ps:.2f}" if ps is not None else "")))
         rv = ratio_paper.get(r["row"], (None, None))[0]
-        cells.append("—" if rv is None else f"{rv:.2f}")
+        if show_ratio:
+            cells.append("—" if rv is None else f"{rv:.2f}")
         rec["paper_accuracy"], rec["paper_accuracy_std"], rec["paper_ratio"] = pv, ps, rv
         lines.append("| " + " | ".join(cells) + " |")
         records.append(rec)

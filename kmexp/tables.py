@@ -12,9 +12,26 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Row:
-    key: str  # row id in results/paper/<paper_table>.csv
-    experiment: str  # configs/experiment/<experiment>.yaml
+    """One cell group of a table: an experiment preset plus optional extra overrides.
+
+    Attributes:
+        key: row id (also the default row id in results/paper/<paper_table>.csv).
+        experiment: configs/experiment/<experiment>.yaml.
+        label: shown in the table (default: key upper-cased).
+        overrides: extra Hydra overrides that define the row (e.g. ``backbone.depth=8``);
+            a run belongs to the row when its experiment and these overrides match.
+        x: the row's position on a figure's x axis (depth, width ...).
+        paper: (row, column) of the paper's number in the paper CSV, when it differs from
+            (key, the table's paper_column); None means the paper prints nothing for it.
+    """
+
+    key: str
+    experiment: str
     label: str = ""
+    overrides: tuple[str, ...] = ()
+    x: float | None = None
+    series: str = ""  # figure series the row belongs to (e.g. "2 kernels")
+    paper: tuple[str, str] | None | str = "default"
 
     def __post_init__(self):
         if not self.label:
@@ -27,6 +44,7 @@ class Table:
     rows: tuple[Row, ...]
     paper_table: str | None = None
     paper_label: str = "paper"
+    paper_column: str = "accuracy"
     metrics: tuple[str, ...] = ("test/acc", "test/recovered_accuracy_ratio", "params/trainable", "params/total")
     metric_labels: dict = field(default_factory=lambda: {
         "test/acc": "accuracy (%)",
@@ -41,6 +59,7 @@ class Table:
     plot: str | None = None  # figure kind drawn by kmexp.plots ("bar", "params", "ablation", ...)
     x_label: str | None = None  # for plot="scaling": what the rows' x values are
     exclude_from_all: bool = False  # e.g. tables that are themselves small-data variants
+    paper_column: str = "accuracy"  # the column of results/paper/<paper_table>.csv with the rows' accuracy
 
 
 TABLES: dict[str, Table] = {}
@@ -102,3 +121,231 @@ register(
         note="The paper plots Fig. 5 without printing its values (see results/paper/README.md).",
     ),
 )
+
+
+# Model patches (Mudrakarta et al., "K for the price of 1"). The paper's tables have one column per
+# dataset, so each dataset is its own table here (paper_column picks the CSV column). Mini profile:
+# bundled digits, random weights, small inputs.
+_MP_MINI = ("dataset=digits", "backbone.pretrained=false", "++dataset.datamodule.image_size=32")
+for _ds, _title in (("flowers", "Flowers"), ("cars", "Cars"), ("aircraft", "Aircraft")):
+    register(
+        f"mp_table2_{_ds}",
+        Table(
+            title=f"Model patches Table 2: InceptionV3 transfer learning, {_title}",
+            rows=(
+                Row("last_layer", f"mp_table2/last_layer_{_ds}", "Last layer"),
+                Row("sb_last_layer", f"mp_table2/sb_last_layer_{_ds}", "S/B + last layer"),
+                Row("sb_only_random_last", f"mp_table2/sb_only_random_last_{_ds}", "S/B only (random last)"),
+                Row("all_ours", f"mp_table2/all_ours_{_ds}", "All"),
+            ),
+            paper_table="mp_table2",
+            paper_column=f"{_ds}_accuracy",
+            plot="params",
+            mini=(*_MP_MINI, "backbone.input_size=75"),  # InceptionV3 needs at least 75x75
+        ),
+    )
+for _ds, _title in (("flowers", "Flowers"), ("aircraft", "Aircraft"), ("cars", "Stanford Cars"), ("cifar100", "CIFAR-100")):
+    register(
+        f"mp_table6_{_ds}",
+        Table(
+            title=f"Model patches Table 6: batch-norm statistics in last-layer fine-tuning (MobileNetV2), {_title}",
+            rows=(
+                Row("last_layer", f"mp_table6/last_layer_{_ds}", "Last layer (statistics frozen)"),
+                Row("last_layer_bn_stats", f"mp_table6/last_layer_bn_stats_{_ds}", "+ statistics re-estimated"),
+                Row("last_layer_bn_stats_sb", f"mp_table6/last_layer_bn_stats_sb_{_ds}", "+ scales and biases"),
+            ),
+            paper_table="mp_table6",
+            paper_column=_ds,
+            mini=(*_MP_MINI, "backbone.input_size=32"),
+        ),
+    )
+register(
+    "mp_table3",
+    Table(
+        title="Model patches Table 3 (right): ImageNet from a random MobileNetV2",
+        rows=(
+            Row("last_layer", "mp_table3/last_layer", "Last layer"),
+            Row("sb_last_layer", "mp_table3/sb_last_layer", "S/B + last layer"),
+            Row("sb_only", "mp_table3/sb_only", "S/B only"),
+            Row("all_params", "mp_table3/all_params", "All params"),
+        ),
+        paper_table="mp_table3",
+        paper_column="random_to_imagenet_top1",
+        plot="params",
+        mini=("dataset=digits", "backbone.input_size=32"),
+        note="The left column (COCO SSD feature extractor -> ImageNet) is not reproduced (no SSD checkpoint).",
+    ),
+)
+register(
+    "mp_table4",
+    Table(
+        title="Model patches Table 4: multi-task MobileNetV2 on ImageNet and Places-365",
+        rows=(
+            Row("sb_patch_last_layer", "mp_table4/sb_patch_last_layer", "S/B patch + last layer"),
+            Row("last_layer", "mp_table4/last_layer", "Last layer"),
+        ),
+        metrics=("test/imagenet/acc", "test/places365/acc", "params/total"),
+        paper_table="mp_table4",
+        paper_column="imagenet",
+        paper_label="paper, ImageNet",
+        mini=("dataset@multitask.tasks.imagenet.dataset=digits", "dataset@multitask.tasks.places365.dataset=digits",
+              "backbone.width_mult=0.35"),
+        note="Paper, Places-365: 54.3 (S/B patch + last layer), 51.4 (last layer); independently trained: "
+             "table mp_table4_independent.",
+    ),
+)
+register(
+    "mp_table4_independent",
+    Table(
+        title="Model patches Table 4: independently trained MobileNetV2s",
+        rows=(
+            Row("independent", "mp_table4/independent_imagenet", "ImageNet"),
+            Row("independent_places365", "mp_table4/independent_places365", "Places-365"),
+        ),
+        paper_table="mp_table4",
+        paper_column="imagenet",
+        paper_label="paper, ImageNet",
+        note="Paper, Places-365: 54.2.",
+    ),
+)
+_RES = (96, 128, 160, 192, 224)
+register(
+    "mp_table5",
+    Table(
+        title="Model patches Table 5: one MobileNetV2 at 5 resolutions (ImageNet)",
+        rows=(Row("sb_patch", "mp_table5/sb_patch", "S/B patch"), Row("all_shared", "mp_table5/all_shared", "All shared")),
+        metrics=(*(f"test/res{r}/acc" for r in _RES), "params/total"),
+        paper_table="mp_table5",
+        paper_column="res224",
+        paper_label="paper, 224x224",
+        mini=(*(f"dataset@multitask.tasks.res{r}.dataset=digits" for r in _RES),
+              *(f"multitask.tasks.res{r}.input_size={r // 7}" for r in _RES), "backbone.width_mult=0.35"),
+        note="Paper, 96 / 128 / 160 / 192 / 224: S/B patch 60.3 / 66.3 / 69.5 / 71 / 71.8; all shared "
+             "52.6 / 62.4 / 67.2 / 69.4 / 70.6.",
+    ),
+)
+register(
+    "mp_table5_independent",
+    Table(
+        title="Model patches Table 5: independently trained MobileNetV2s per resolution (ImageNet)",
+        rows=tuple(Row("independent" if r == 224 else f"independent_res{r}", f"mp_table5/independent_res{r}",
+                       f"{r}x{r}") for r in _RES),
+        paper_table="mp_table5",
+        paper_column="res224",
+        paper_label="paper, 224x224",
+        mini=("dataset=digits", "++dataset.datamodule.image_size=32"),
+        note="Paper, 96 / 128 / 160 / 192 / 224: 60.3 / 65.3 / 68.8 / 70.7 / 71.8.",
+    ),
+)
+
+
+# Kernel sharing (Azadbakht et al.). Mini profile: bundled digits at 8x8 pixels (ConvMixer has
+# patch size 1, so its cost grows with pixels x width^2 x depth), batches of 2.
+_KS_MINI = ("dataset=digits", "++dataset.datamodule.image_size=8", "dataset.datamodule.batch_size=2",
+            "++dataset.datamodule.eval_batch_size=2")
+_KS_METRICS = ("test/acc", "params/trainable", "params/total", "params/gflops")
+_KS_LABELS = {"test/acc": "accuracy (%)", "params/trainable": "# trainable", "params/total": "# total",
+              "params/gflops": "GFLOPs"}
+register(
+    "ks_table1",
+    Table(
+        title="Kernel sharing Table 1: iso-parameter ConvMixers on CIFAR-10",
+        rows=(
+            Row("baseline_128_4", "ks_table1/baseline_128_4", "ConvMixer-128/4"),
+            Row("shared_283_4", "ks_table1/shared_283_4", "Kernel-shared ConvMixer-283/4"),
+            Row("baseline_128_8", "ks_table1/baseline_128_8", "ConvMixer-128/8"),
+            Row("shared_410_8", "ks_table1/shared_410_8", "Kernel-shared ConvMixer-410/8"),
+        ),
+        metrics=_KS_METRICS,
+        metric_labels=_KS_LABELS,
+        paper_table="ks_table1",
+        paper_label="paper, CIFAR-10",
+        mini=_KS_MINI,
+    ),
+)
+
+_KS_FIG3_SERIES = (("baseline", "baseline", "baseline"), ("kernels2", "two_kernel", "2 kernels"),
+                   ("kernels4", "four_kernel", "4 kernels"), ("kernels8", "eight_kernel", "8 kernels"))
+
+
+def _optimum(paper_csv: str, paper_row: str, column: str) -> float | None:
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "paper" / f"{paper_csv}.csv"
+    if path.is_file():
+        for r in csv.DictReader(path.open()):
+            if r["row"] == paper_row and r["column"] == column and r["value"]:
+                return float(r["value"])
+    return None
+
+
+for _ds in ("cifar10", "cifar100"):
+    _rows = []
+    for _exp, _prow, _label in _KS_FIG3_SERIES:
+        best = _optimum("ks_fig3", _prow, f"{_ds}_optimum_depth")
+        for _n in (4, 8, 12, 16, 20, 24):
+            if _exp == "kernels8" and _n == 4:
+                continue  # one block per quarter: identical to the baseline, not run in the paper
+            _rows.append(Row(f"{_exp}_d{_n}", f"ks_fig3/{_ds}_{_exp}", f"{_label}, N={_n}",
+                             overrides=(f"backbone.depth={_n}",), x=_n, series=_label,
+                             paper=(_prow, f"{_ds}_accuracy") if best == _n else None))
+    register(
+        f"ks_fig3_{_ds}",
+        Table(
+            title=f"Kernel sharing Fig. 3: iso-channel ConvMixer-384/N, {_ds.upper()}",
+            rows=tuple(_rows),
+            metrics=_KS_METRICS,
+            metric_labels=_KS_LABELS,
+            paper_table="ks_fig3",
+            paper_label="paper: optimum depth only (Sec. 3.2)",
+            plot="scaling",
+            x_label="depth N",
+            mini=_KS_MINI,
+        ),
+    )
+
+register(
+    "ks_fig4",
+    Table(
+        title="Kernel sharing Fig. 4: iso-depth ConvMixer-C/20, CIFAR-100",
+        rows=tuple(
+            Row(f"{_exp}_c{_c}", f"ks_fig4/{_exp}", f"{_exp}, C={_c}", overrides=(f"backbone.dim={_c}",), x=_c,
+                series=_exp, paper=None)
+            for _exp in ("baseline", "shared") for _c in range(128, 1153, 128)
+        ),
+        metrics=_KS_METRICS,
+        metric_labels=_KS_LABELS,
+        paper_table="ks_fig4",
+        plot="scaling",
+        x_label="channels C",
+        note="The paper plots Fig. 4 without printing accuracies.",
+        mini=_KS_MINI,
+    ),
+)
+
+_KS_FIG5_SERIES = (("baseline", "baseline", "baseline"), ("stages_all", "ks_all_stages", "shared: all stages"),
+                   ("stages_23", "ks_stage23", "shared: stages 2-3"), ("stages_3", "ks_stage3", "shared: stage 3"))
+for _ds in ("cifar10", "cifar100"):
+    _rows = []
+    for _exp, _prow, _label in _KS_FIG5_SERIES:
+        best = _optimum("ks_fig5", _prow, f"{_ds}_optimum_depth")
+        for _d in (2, 3, 4, 6, 8, 10):
+            _rows.append(Row(f"{_exp}_d{_d}", f"ks_fig5/{_ds}_{_exp}", f"{_label}, d={_d}",
+                             overrides=(f"backbone.depth={_d}",), x=_d, series=_label,
+                             paper=(_prow, f"{_ds}_accuracy") if best == _d else None))
+    register(
+        f"ks_fig5_{_ds}",
+        Table(
+            title=f"Kernel sharing Fig. 5: SE-ResNet with d blocks per stage, {_ds.upper()}",
+            rows=tuple(_rows),
+            metrics=_KS_METRICS,
+            metric_labels=_KS_LABELS,
+            paper_table="ks_fig5",
+            paper_label="paper: optimum depth only (Sec. 3.3)",
+            plot="scaling",
+            x_label="blocks per stage d",
+            mini=("dataset=digits", "dataset.datamodule.batch_size=2", "++dataset.datamodule.eval_batch_size=2",
+                  "++dataset.datamodule.image_size=8"),
+        ),
+    )

@@ -100,7 +100,7 @@ def test_meta_gradient_matches_finite_differences_of_the_meta_objective(two_laye
         with torch.enable_grad():
             params = {n: p.detach().requires_grad_() for n, p in params.items()}
             adapted = loop.adapt(params, xs, ys, 0.7, 2, first_order=True)  # values only
-        return float(F.cross_entropy(loop.forward(adapted, xq), yq))
+        return F.cross_entropy(loop.forward(adapted, xq), yq).detach().item()
 
     grads = our_meta_gradient(net, xs, ys, xq, yq, lr=0.7, steps=2)
     base = {n: p.detach() for n, p in net.named_parameters()}

@@ -119,8 +119,9 @@ def test_input_size_resizes_bilinearly_before_the_network():
     plain.load_state_dict(resizing.state_dict())
     x = torch.randn(2, 3, 32, 32)
     expected = plain(F.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False))
-    assert torch.allclose(resizing(x), expected, atol=1e-6)
-    assert not torch.allclose(resizing(x), plain(x), atol=1e-3)
+    # (a random network's logits are tiny: compare relatively)
+    assert torch.allclose(resizing(x), expected, rtol=1e-5, atol=0)
+    assert not torch.allclose(resizing(x), plain(x), rtol=1e-2, atol=0)
 
 
 def test_inception_v3_runs_small_inputs_at_its_input_size():
@@ -197,7 +198,7 @@ def test_sb_patch_keeps_the_classifier_at_its_random_init_and_updates_statistics
     stats = {k for k in changed if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
     params = changed - stats
     assert stats  # mu and sigma are part of the S/B patch: re-estimated on the new data
-    assert params and all(tags[k] == {"implicit"} for k in params)  # only gammas and betas moved
+    assert params and all("implicit" in tags[k] for k in params)  # only gammas and betas moved
     assert not any(k.startswith("classifier.") for k in changed)  # "fixed to its random initial value" (Sec. 2)
 
 

@@ -131,3 +131,16 @@ def test_fold_gives_plain_model_with_identical_outputs():
     fresh = build_backbone("resnet20", num_classes=10).eval()
     fresh.load_state_dict(net.state_dict())
     torch.testing.assert_close(fresh(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_folding_a_deep_copy_leaves_the_original_intact():
+    import copy
+
+    net = build_backbone("resnet20", num_classes=10).eval()
+    add_kernel_modulators(net)
+    x = torch.randn(2, 3, 32, 32)
+    expected = net(x)
+    folded = fold_modulators(copy.deepcopy(net))
+    torch.testing.assert_close(folded(x), expected, atol=1e-5, rtol=1e-5)
+    assert all(is_modulated(m) for m in net.modules() if isinstance(m, nn.Conv2d))
+    torch.testing.assert_close(net(x), expected)  # the original still works

@@ -209,7 +209,7 @@ def test_table5_parameter_counts():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(private=["depthwise"], method={"name": "bl", "components": ["implicit", "classifier"]}),
+        (dict(private=["depthwise", "classifier"], method={"name": "bl", "components": ["implicit", "classifier"]}),
          "does not train"),
         (dict(private=["implicit"]), "classifier must be private"),
         (dict(private=["implicit"], tasks={"a.b": {"dataset": DIGITS}}), "must not be empty or contain"),

@@ -16,7 +16,8 @@ def test_dry_run_lists_rows_times_seeds(table_id, capsys):
     table = TABLES[table_id]
     assert f"{len(table.rows)} rows x 5 seeds = {5 * len(table.rows)} runs" in out
     listed = [line.strip() for line in out.splitlines() if line.startswith("  experiment=")]
-    expected = [f"experiment={r.experiment} seed={s}" for r in table.rows for s in range(5)]
+    expected = [f"experiment={r.experiment}{''.join(' ' + o for o in r.overrides)} seed={s}"
+                for r in table.rows for s in range(5)]
     assert listed == expected
     assert "-m experiment=" in out and "resume=true" in out
 

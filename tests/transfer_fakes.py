@@ -31,7 +31,7 @@ def write_aircraft(root: Path, counts: dict[str, int] | None = None) -> dict[str
     labels, image_id = {}, 1000000
     for split in ("train", "val", "test"):
         lines, labels[split] = [], []
-        for i in range(counts[split]):
+        for _ in range(counts[split]):
             image_id += 1
             label = (image_id * 37) % 100
             write_jpeg(data / "images" / f"{image_id}.jpg", image_id)
