@@ -23,10 +23,10 @@ train: setup
 	$(PY) -m kmexp.train $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n 2 $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 $(ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
 
 bench: setup
 	$(PY) scripts/bench.py $(ARGS)

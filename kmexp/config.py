@@ -37,3 +37,18 @@ def register_resolvers() -> None:
     for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+def recipe_overrides(cfg, task_overrides: list[str]) -> list[str]:
+    """The dataset's standard recipe (``dataset.recipe``: a list of Hydra overrides, e.g. the
+    paper's backbone, optimizer and epochs for that dataset) minus what the command line sets.
+
+    Applied only when no experiment preset is chosen: presets are explicit and complete.
+    ``python -m kmexp.train method=km dataset=cars`` thus trains the paper's TKM-2 recipe
+    for Cars, while ``... dataset=cars backbone=resnet32`` still gets a ResNet-32.
+    """
+    recipe = list(cfg.dataset.get("recipe") or [])
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in task_overrides}
+    if not recipe or "experiment" in keys:
+        return []
+    return [o for o in recipe if o.split("=", 1)[0].lstrip("+~") not in keys]

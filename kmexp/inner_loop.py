@@ -17,13 +17,16 @@ The outer loop meta-learns everything (also the convolution weights under KM).
 
 Implementation: :func:`torch.func.functional_call` runs the network with a dict of
 tensors in place of its parameters, so adapted weights are plain tensors of the autograd
-graph and the module is never copied. learn2learn's ``MAML.clone()/adapt()`` instead
-clones the module and re-routes every parameter attribute after each step; a functional
-call avoids that per-task Python work, and it handles Kernel Modulation's
-``torch.nn.utils.parametrize`` modules unchanged: their parameters are named
-``<conv>.parametrizations.weight.original`` (the base kernel) and
+graph, the module is never copied, and any subset of parameters can adapt while the
+outer loop differentiates all of them. (learn2learn's ``MAML.clone()/adapt()`` clones the
+wrapped module and adapts all of its parameters; restricting that to KM's modulators,
+which live inside the convolutions, would take one wrapper per modulator.) The functional call runs
+Kernel Modulation's ``torch.nn.utils.parametrize`` modules unchanged: their parameters
+are named ``<conv>.parametrizations.weight.original`` (the base kernel) and
 ``<conv>.parametrizations.weight.0.weights.<j>`` (the modulator), and replacing either
-re-computes the modulated kernel in the forward pass.
+re-computes the modulated kernel in the forward pass. For full MAML both loops run the
+same autograd graph and the same speed (scripts/bench_fewshot.py); ANIL is faster here
+because the features are computed once per task (:class:`InnerLoop`).
 
 Second order by default (``create_graph=True`` keeps the inner gradients differentiable,
 so the meta-gradient includes the Hessian-vector terms); ``first_order=True`` treats the

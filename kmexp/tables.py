@@ -176,24 +176,23 @@ register(
         note="The left column (COCO SSD feature extractor -> ImageNet) is not reproduced (no SSD checkpoint).",
     ),
 )
-register(
-    "mp_table4",
-    Table(
-        title="Model patches Table 4: multi-task MobileNetV2 on ImageNet and Places-365",
-        rows=(
-            Row("sb_patch_last_layer", "mp_table4/sb_patch_last_layer", "S/B patch + last layer"),
-            Row("last_layer", "mp_table4/last_layer", "Last layer"),
+# Table 4's multi-task columns are one table each (one run holds both tasks' accuracies), so that the
+# mini profile can swap each task's dataset, which Hydra allows only outside a sweep over experiments.
+for _row, _label, _places in (("sb_patch_last_layer", "S/B patch + last layer", 54.3), ("last_layer", "Last layer", 51.4)):
+    register(
+        f"mp_table4_{_row}",
+        Table(
+            title=f"Model patches Table 4: multi-task MobileNetV2 on ImageNet and Places-365, private {_label.lower()}",
+            rows=(Row(_row, f"mp_table4/{_row}", _label),),
+            metrics=("test/imagenet/acc", "test/places365/acc", "params/total"),
+            paper_table="mp_table4",
+            paper_column="imagenet",
+            paper_label="paper, ImageNet",
+            mini=("dataset@multitask.tasks.imagenet.dataset=digits", "dataset@multitask.tasks.places365.dataset=digits",
+                  "backbone.width_mult=0.35"),
+            note=f"Paper, Places-365: {_places}. Independently trained: table mp_table4_independent.",
         ),
-        metrics=("test/imagenet/acc", "test/places365/acc", "params/total"),
-        paper_table="mp_table4",
-        paper_column="imagenet",
-        paper_label="paper, ImageNet",
-        mini=("dataset@multitask.tasks.imagenet.dataset=digits", "dataset@multitask.tasks.places365.dataset=digits",
-              "backbone.width_mult=0.35"),
-        note="Paper, Places-365: 54.3 (S/B patch + last layer), 51.4 (last layer); independently trained: "
-             "table mp_table4_independent.",
-    ),
-)
+    )
 register(
     "mp_table4_independent",
     Table(
@@ -218,8 +217,7 @@ register(
         paper_table="mp_table5",
         paper_column="res224",
         paper_label="paper, 224x224",
-        mini=(*(f"dataset@multitask.tasks.res{r}.dataset=digits" for r in _RES),
-              *(f"multitask.tasks.res{r}.input_size={r // 7}" for r in _RES), "backbone.width_mult=0.35"),
+        mini=("dataset=digits", "backbone.width_mult=0.35", *(f"++multitask.tasks.res{r}.input_size={r // 7}" for r in _RES)),
         note="Paper, 96 / 128 / 160 / 192 / 224: S/B patch 60.3 / 66.3 / 69.5 / 71 / 71.8; all shared "
              "52.6 / 62.4 / 67.2 / 69.4 / 70.6.",
     ),
@@ -347,5 +345,72 @@ for _ds in ("cifar10", "cifar100"):
             x_label="blocks per stage d",
             mini=("dataset=digits", "dataset.datamodule.batch_size=2", "++dataset.datamodule.eval_batch_size=2",
                   "++dataset.datamodule.image_size=8"),
+        ),
+    )
+
+
+# Kernel Modulation transfer learning (Sec. IV-B): one table per dataset, as the paper's columns.
+# NC is our run of implicit + classifier on the paper's ResNet-50 setup; the paper's NC rows are
+# cited from other networks (NC-2: TinyTL's), so the NC cell shows NC-2 and TTL shows TinyTL's row.
+_TRANSFER_MINI = ("dataset=digits", "backbone.pretrained=false", "dataset.datamodule.batch_size=2",
+                  "++dataset.datamodule.eval_batch_size=2")
+for _ds in ("aircraft", "cars", "flowers", "food"):
+    register(
+        f"km_table2_{_ds}",
+        Table(
+            title=f"Kernel Modulation Table II: ResNet-50 transfer learning, {_ds}",
+            rows=(
+                Row("nc", f"table2/nc_{_ds}", "NC (implicit + classifier)", paper=("nc2", _ds)),
+                Row("ttl", f"table2/tinytl_{_ds}", "TTL (TinyTL-L+B)"),
+                Row("tkm1", f"table2/tkm1_{_ds}", "TKM-1"),
+                Row("tkm2", f"table2/tkm2_{_ds}", "TKM-2"),
+                Row("tbl2", f"table2/tbl2_{_ds}", "TBL-2"),
+            ),
+            metrics=("test/acc", "params/trainable", "params/trainable_pct", "patch/bytes"),
+            metric_labels={"test/acc": "accuracy (%)", "params/trainable": "# trainable",
+                           "params/trainable_pct": "trainable %", "patch/bytes": "patch bytes"},
+            paper_table="km_table2",
+            paper_column=_ds,
+            mini=_TRANSFER_MINI,
+        ),
+    )
+    register(
+        f"km_fig4_{_ds}",
+        Table(
+            title=f"Kernel Modulation Fig. 4: accuracy vs trainable parameters, {_ds}",
+            rows=tuple(Row(m, f"fig4/{m}_{_ds}", m.upper(), paper=(m, _ds)
+                           if m in ("tkm1", "tkm2", "tbl2") else None)
+                       for m in ("tbl1", "tkm1", "tkm2", "tbl2")),
+            metrics=("test/acc", "params/trainable", "params/trainable_pct"),
+            metric_labels={"test/acc": "accuracy (%)", "params/trainable": "# trainable",
+                           "params/trainable_pct": "trainable %"},
+            paper_table="km_table2",
+            paper_column=_ds,
+            paper_label="paper Table II (Fig. 4 prints no numbers)",
+            plot="params",
+            mini=_TRANSFER_MINI,
+        ),
+    )
+
+
+# Kernel Modulation meta-learning (Sec. IV-C): one table per few-shot setting. Our MAML run is
+# shown beside MAML [8] (Finn et al.), ANIL and KM beside the paper's own runs.
+_FEWSHOT_PAPER_ROW = {"maml": "maml_finn", "anil": "anil_ours", "km": "km_ours"}
+for _setting, _title in (("omniglot_20w1s", "Omniglot 20-way 1-shot"), ("omniglot_20w5s", "Omniglot 20-way 5-shot"),
+                         ("miniimagenet_5w1s", "mini-ImageNet 5-way 1-shot"),
+                         ("miniimagenet_5w5s", "mini-ImageNet 5-way 5-shot")):
+    register(
+        f"km_table3_{_setting}",
+        Table(
+            title=f"Kernel Modulation Table III: {_title}",
+            rows=tuple(Row(m, f"table3/{m}_{_setting}", m.upper(), paper=(_FEWSHOT_PAPER_ROW[m], _setting))
+                       for m in ("maml", "anil", "km")),
+            metrics=("test/acc", "test/acc_ci95", "params/inner_loop", "params/outer_loop"),
+            metric_labels={"test/acc": "accuracy (%)", "test/acc_ci95": "95% CI", "params/inner_loop": "# inner loop",
+                           "params/outer_loop": "# outer loop"},
+            paper_table="km_table3",
+            mini=("dataset=fewshot_glyphs", "backbone=conv4_omniglot", "meta.ways=5", "meta.shots=1", "meta.query=1",
+                  "meta.meta_batch_size=1", "meta.iterations_per_epoch=1", "meta.num_val_tasks=1",
+                  "meta.num_test_tasks=2", "meta.inner_steps=1", "meta.test_inner_steps=1"),
         ),
     )

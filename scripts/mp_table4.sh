@@ -5,7 +5,8 @@
 # under data/ (configs/dataset/{imagenet,places365}.yaml).
 #   bash scripts/mp_table4.sh hydra/launcher=slurm     # extra arguments go to Hydra
 #   DRY_RUN=1 bash scripts/mp_table4.sh                # print the command only; SEEDS=0 for one seed
-# Then: python -m kmexp.results mp_table4 logs/mp_table4
+# Then: python -m kmexp.results mp_table4_sb_patch_last_layer logs/mp_table4 (also mp_table4_last_layer,
+# mp_table4_independent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

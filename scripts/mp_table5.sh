@@ -4,7 +4,7 @@
 # 5 seeds, one Hydra multirun. Needs ImageNet under data/imagenet/{train,val}/.
 #   bash scripts/mp_table5.sh hydra/launcher=slurm     # extra arguments go to Hydra
 #   DRY_RUN=1 bash scripts/mp_table5.sh                # print the command only; SEEDS=0 for one seed
-# Then: python -m kmexp.results mp_table5 logs/mp_table5
+# Then: python -m kmexp.results mp_table5 logs/mp_table5 (also mp_table5_independent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -75,3 +75,18 @@ def test_missing_dataset_names_the_expected_folder(tmp_path):
     assert "cifar-10-batches-py" in proc.stderr and str(data) in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not Path(data / "cifar-10-batches-py").exists()
+
+
+def test_dataset_recipe_makes_method_and_dataset_the_paper_setup():
+    from kmexp.config import recipe_overrides
+
+    task = ["method=km", "dataset=cars"]
+    cfg = compose_cfg(task)
+    extra = recipe_overrides(cfg, task)
+    assert "backbone=resnet50_gn" in extra and "optim.lr=8.0e-4" in extra
+    full = compose_cfg([*extra, *task])
+    assert (full.backbone.name, full.backbone.norm, full.optim.name) == ("resnet50", "group", "adam")
+    assert full.optim.lr == pytest.approx(8e-4) and full.trainer.max_epochs == 50
+    # the command line wins, and presets are never altered
+    assert "backbone=resnet50_gn" not in recipe_overrides(cfg, [*task, "backbone=resnet32"])
+    assert recipe_overrides(cfg, ["experiment=table2/tkm2_cars"]) == []

@@ -29,11 +29,11 @@ def dataset(name: str, classes: int) -> dict:
     return {"name": name, "num_classes": classes, "datamodule": {"_target_": "unused"}}
 
 
-def module(private, method=FULL, tasks=None, backbone=TINY_MOBILENET) -> MultiTaskModule:
+def module(private, method=FULL, tasks=None, backbone=TINY_MOBILENET, run_classes=None) -> MultiTaskModule:
     torch.manual_seed(0)
     tasks = tasks or {"a": {"dataset": dataset("a", 10)}, "b": {"dataset": dataset("b", 5)}}
     return MultiTaskModule(
-        model={"backbone": backbone, "num_classes": None, "method": method,
+        model={"backbone": backbone, "num_classes": run_classes, "method": method,
                "modulator": {"activation": "tanh", "init": "default", "depth": 2, "init_std": 1e-3}},
         optim={"name": "sgd", "lr": 0.1},
         multitask={"private": private, "tasks": tasks},
@@ -191,9 +191,11 @@ def test_table4_parameter_counts(row, private, total):
 
 
 def test_table5_parameter_counts():
-    tasks = {f"res{r}": {"dataset": IMAGENET, "input_size": r} for r in (224, 192, 160, 128, 96)}
-    sb = module(["implicit"], tasks=tasks, backbone=MOBILENET).parameter_counts()
-    shared = module([], tasks=tasks, backbone=MOBILENET).parameter_counts()
+    tasks = {f"res{r}": {"input_size": r} for r in (224, 192, 160, 128, 96)}  # all read the run's ImageNet
+    sb = module(["implicit"], tasks=tasks, backbone=MOBILENET, run_classes=1000)
+    assert list(sb.tasks_of_stream) == ["res224"] and sb.tasks_of_stream["res224"] == list(tasks)
+    sb = sb.parameter_counts()
+    shared = module([], tasks=tasks, backbone=MOBILENET, run_classes=1000).parameter_counts()
     assert sb["params/total"] == 3_504_872 + 4 * 34_112 == 3_641_320
     assert shared["params/total"] == 3_504_872
     assert rounded_like_paper(sb["params/total"], paper("mp_table5", "sb_patch", "total_params"), 0.02)
@@ -216,6 +218,9 @@ def test_table5_parameter_counts():
         (dict(private=["implicit"], tasks={"a": {"dataset": DIGITS, "lr": 1}}), "unknown option"),
         (dict(private=["implicit"], tasks={"a": {"dataset": DIGITS, "input_size": 16}},
               backbone={"name": "mobilenet_v2", "width_mult": 0.35, "input_size": 32}), "backbone.input_size=null"),
+        (dict(private=["implicit"], tasks={"a": {"dataset": DIGITS}, "b": {"input_size": 16}}, run_classes=10),
+         "mixes both"),
+        (dict(private=["implicit"], tasks={"a": {}}), "must be a dataset config"),  # no run dataset either
     ],
 )
 def test_bad_multitask_configs_fail_clearly(kwargs, message):
@@ -283,3 +288,14 @@ def test_multitask_without_its_config_fails_with_one_clear_message(tmp_path):
     proc = run_cli(["lightning_module=multitask", "dataset=multitask", *TINY], tmp_path, check=False)
     assert proc.returncode == 1
     assert "+multitask=sb_patch_last_layer" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_multi_resolution_run_through_the_entry_point(tmp_path):
+    run_cli(["experiment=digits/mp_multires_sb", *TINY], tmp_path)
+    [s] = summaries(tmp_path)
+    assert s["status"] == "finished" and s["dataset"] == "digits"
+    assert {t: v["input_size"] for t, v in s["tasks"].items()} == {"res32": 32, "res24": 24, "res16": 16}
+    assert all(0.0 <= s[f"test/{t}/acc"] <= 1.0 for t in ("res32", "res24", "res16"))
+    sb = s["params/private/res32"]
+    assert sb == s["params/private/res16"] > 0 and s["params/total"] == s["params/shared"] + 3 * sb

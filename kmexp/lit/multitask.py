@@ -106,8 +106,8 @@ def replace_classifier(model: nn.Module, linear: nn.Linear) -> None:
 class MultiTaskModule(pl.LightningModule):
     def __init__(self, model: dict, optim: dict, multitask: dict):
         """Args:
-        model: as for :func:`kmexp.methods.build_model`; ``num_classes`` is ignored (the first
-            task's classes give the network's own classifier, which only initializes patches).
+        model: as for :func:`kmexp.methods.build_model`; ``num_classes`` is the run's dataset's,
+            for tasks that read it. The first task's classes give the network's own classifier.
         optim: optimizer and schedule (see :mod:`kmexp.optim`).
         multitask: ``private`` (components private to every task) and ``tasks`` (see
             :mod:`kmexp.data.multitask`).
@@ -116,7 +116,7 @@ class MultiTaskModule(pl.LightningModule):
         self.save_hyperparameters()
         self.method = Method.from_dict(model["method"])
         self.private = tuple(validate_components(multitask.get("private") or []))
-        self.specs: list[TaskSpec] = parse_tasks(multitask.get("tasks"))
+        self.specs: list[TaskSpec] = parse_tasks(multitask.get("tasks"), model.get("num_classes"))
         self.task_names = [s.name for s in self.specs]
         self.spec = {s.name: s for s in self.specs}
         classes = {s.num_classes for s in self.specs}
@@ -195,16 +195,20 @@ class MultiTaskModule(pl.LightningModule):
     # ----------------------------------------------------------------------------- steps
     def on_fit_start(self) -> None:
         streams = getattr(self.trainer.datamodule, "stream_names", None)
-        if streams != list(self.tasks_of_stream):
+        if self.specs[0].dataset is None:  # every task reads the run's dataset
+            if streams is not None:
+                raise ConfigError("the tasks name no dataset of their own: train on one dataset (e.g. dataset=imagenet), "
+                                  "or give each task one (+dataset@multitask.tasks.<name>.dataset=...)")
+        elif streams != list(self.tasks_of_stream):
             raise ConfigError(
-                "lightning_module=multitask trains the tasks of multitask.tasks: use dataset=multitask "
+                "the tasks of multitask.tasks name their datasets: use dataset=multitask "
                 "(configs/dataset/multitask.yaml), whose datamodule combines them"
             )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         total = 0.0
         for task in self.task_names:
-            x, y = batch[self.stream_of[task]]
+            x, y = batch[self.stream_of[task]] if isinstance(batch, dict) else batch  # one stream: a plain batch
             logits = self.task_forward(task, x)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):
@@ -306,7 +310,7 @@ class MultiTaskModule(pl.LightningModule):
             paths[task] = export_patch(
                 self.task_model(task), Path(out_dir) / f"{task}.safetensors", self.method.name,
                 list(self.private), include_norm_stats="implicit" in self.private, task=task,
-                dataset=self.spec[task].dataset.get("name"),
+                dataset=(self.spec[task].dataset or {}).get("name"),
             )
         return paths
 
@@ -330,7 +334,7 @@ class MultiTaskModule(pl.LightningModule):
     def extra_summary(self) -> dict:
         return {
             **self.parameter_counts(),
-            "tasks": {t: {"dataset": self.spec[t].dataset.get("name"), "num_classes": self.spec[t].num_classes,
+            "tasks": {t: {"dataset": (self.spec[t].dataset or {}).get("name"), "num_classes": self.spec[t].num_classes,
                           "input_size": self.spec[t].input_size} for t in self.task_names},
             "private_components": list(self.private),
         }
