@@ -12,6 +12,7 @@ listed under the table. Nothing here needs W&B.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import math
@@ -152,7 +153,7 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
         for metric in table.metrics:
             m, s = r[metric]
             rec[f"{metric}_mean"], rec[f"{metric}_std"] = m, s
-            if metric == "test/acc":
+            if metric == "test/acc" or (metric.startswith("test/") and metric.endswith("/acc")):  # per-task too
                 cells.append(_fmt(r[metric], 100))
             elif metric.startswith("params/") and not metric.endswith("pct"):
                 cells.append("—" if m is None else f"{int(m):,}")
@@ -198,11 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep_dir", help="directory holding the runs' summary.json files")
     p.add_argument("--out", default=str(REPO / "results"), help="output directory (default: results/)")
     p.add_argument("--provenance", default="", help="a line saying what ran (data, epochs, seeds, hardware)")
+    p.add_argument("--seeds", default=None, help="the seeds the sweep was meant to run (default: the table's 5)")
     args = p.parse_args(argv)
     if not Path(args.sweep_dir).is_dir():
         print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
         return 1
-    md = write_table(args.table, args.sweep_dir, args.out, args.provenance)
+    if args.table not in TABLES:
+        print(f"error: unknown table {args.table!r}; choose from {sorted(TABLES)}", file=sys.stderr)
+        return 1
+    table = TABLES[args.table]
+    if args.seeds:
+        table = dataclasses.replace(table, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    md = write_table(args.table, args.sweep_dir, args.out, args.provenance, table=table)
     print(md.read_text())
     print(f"[kmexp] wrote {md} and {md.with_suffix('.csv')}")
     return 0

@@ -126,7 +126,7 @@ register(
 # Model patches (Mudrakarta et al., "K for the price of 1"). The paper's tables have one column per
 # dataset, so each dataset is its own table here (paper_column picks the CSV column). Mini profile:
 # bundled digits, random weights, small inputs.
-_MP_MINI = ("dataset=digits", "backbone.pretrained=false", "++dataset.datamodule.image_size=32")
+_MP_MINI = ("dataset=digits", "++backbone.pretrained=false", "++dataset.datamodule.image_size=32")
 for _ds, _title in (("flowers", "Flowers"), ("cars", "Cars"), ("aircraft", "Aircraft")):
     register(
         f"mp_table2_{_ds}",
@@ -141,7 +141,7 @@ for _ds, _title in (("flowers", "Flowers"), ("cars", "Cars"), ("aircraft", "Airc
             paper_table="mp_table2",
             paper_column=f"{_ds}_accuracy",
             plot="params",
-            mini=(*_MP_MINI, "backbone.input_size=75"),  # InceptionV3 needs at least 75x75
+            mini=(*_MP_MINI, "++backbone.input_size=75"),  # InceptionV3 needs at least 75x75
         ),
     )
 for _ds, _title in (("flowers", "Flowers"), ("aircraft", "Aircraft"), ("cars", "Stanford Cars"), ("cifar100", "CIFAR-100")):
@@ -156,7 +156,7 @@ for _ds, _title in (("flowers", "Flowers"), ("aircraft", "Aircraft"), ("cars", "
             ),
             paper_table="mp_table6",
             paper_column=_ds,
-            mini=(*_MP_MINI, "backbone.input_size=32"),
+            mini=(*_MP_MINI, "++backbone.input_size=32"),
         ),
     )
 register(
@@ -172,7 +172,7 @@ register(
         paper_table="mp_table3",
         paper_column="random_to_imagenet_top1",
         plot="params",
-        mini=("dataset=digits", "backbone.input_size=32"),
+        mini=("dataset=digits", "++backbone.input_size=32"),
         note="The left column (COCO SSD feature extractor -> ImageNet) is not reproduced (no SSD checkpoint).",
     ),
 )
@@ -185,11 +185,13 @@ for _row, _label, _places in (("sb_patch_last_layer", "S/B patch + last layer", 
             title=f"Model patches Table 4: multi-task MobileNetV2 on ImageNet and Places-365, private {_label.lower()}",
             rows=(Row(_row, f"mp_table4/{_row}", _label),),
             metrics=("test/imagenet/acc", "test/places365/acc", "params/total"),
+            metric_labels={"test/imagenet/acc": "ImageNet (%)", "test/places365/acc": "Places-365 (%)",
+                           "params/total": "# total"},
             paper_table="mp_table4",
             paper_column="imagenet",
             paper_label="paper, ImageNet",
             mini=("dataset@multitask.tasks.imagenet.dataset=digits", "dataset@multitask.tasks.places365.dataset=digits",
-                  "backbone.width_mult=0.35"),
+                  "++backbone.width_mult=0.35"),
             note=f"Paper, Places-365: {_places}. Independently trained: table mp_table4_independent.",
         ),
     )
@@ -199,12 +201,11 @@ register(
         title="Model patches Table 4: independently trained MobileNetV2s",
         rows=(
             Row("independent", "mp_table4/independent_imagenet", "ImageNet"),
-            Row("independent_places365", "mp_table4/independent_places365", "Places-365"),
+            Row("independent_places365", "mp_table4/independent_places365", "Places-365",
+                paper=("independent", "places365")),
         ),
         paper_table="mp_table4",
         paper_column="imagenet",
-        paper_label="paper, ImageNet",
-        note="Paper, Places-365: 54.2.",
     ),
 )
 _RES = (96, 128, 160, 192, 224)
@@ -214,10 +215,11 @@ register(
         title="Model patches Table 5: one MobileNetV2 at 5 resolutions (ImageNet)",
         rows=(Row("sb_patch", "mp_table5/sb_patch", "S/B patch"), Row("all_shared", "mp_table5/all_shared", "All shared")),
         metrics=(*(f"test/res{r}/acc" for r in _RES), "params/total"),
+        metric_labels={**{f"test/res{r}/acc": f"{r}x{r} (%)" for r in _RES}, "params/total": "# total"},
         paper_table="mp_table5",
         paper_column="res224",
         paper_label="paper, 224x224",
-        mini=("dataset=digits", "backbone.width_mult=0.35", *(f"++multitask.tasks.res{r}.input_size={r // 7}" for r in _RES)),
+        mini=("dataset=digits", "++backbone.width_mult=0.35", *(f"++multitask.tasks.res{r}.input_size={r // 7}" for r in _RES)),
         note="Paper, 96 / 128 / 160 / 192 / 224: S/B patch 60.3 / 66.3 / 69.5 / 71 / 71.8; all shared "
              "52.6 / 62.4 / 67.2 / 69.4 / 70.6.",
     ),
@@ -226,13 +228,10 @@ register(
     "mp_table5_independent",
     Table(
         title="Model patches Table 5: independently trained MobileNetV2s per resolution (ImageNet)",
-        rows=tuple(Row("independent" if r == 224 else f"independent_res{r}", f"mp_table5/independent_res{r}",
-                       f"{r}x{r}") for r in _RES),
+        rows=tuple(Row(f"independent_res{r}", f"mp_table5/independent_res{r}", f"{r}x{r}",
+                       paper=("independent", f"res{r}")) for r in _RES),
         paper_table="mp_table5",
-        paper_column="res224",
-        paper_label="paper, 224x224",
         mini=("dataset=digits", "++dataset.datamodule.image_size=32"),
-        note="Paper, 96 / 128 / 160 / 192 / 224: 60.3 / 65.3 / 68.8 / 70.7 / 71.8.",
     ),
 )
 

@@ -51,7 +51,7 @@ def plot(rows: list[dict], out: Path) -> None:
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.5), dpi=120, squeeze=False)
     best = {}
-    for ax, ds in zip(axes[0], datasets):
+    for ax, ds in zip(axes[0], datasets, strict=True):
         curves = defaultdict(list)
         for r in rows:
             if r["dataset"] == ds:

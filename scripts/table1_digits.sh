@@ -11,5 +11,5 @@ start=$(date +%s)
 KMEXP_LOGS=$LOGS $PY -m kmexp.train -m seed=$SEEDS experiment=digits/table1_full,digits/table1_bl,digits/table1_km \
   logger=csv trainer.accelerator=cpu callbacks.progress_bar=none resume=true "$@"
 mins=$(( ($(date +%s) - start) / 60 ))
-$PY -m kmexp.results km_table1_digits "$LOGS" --out results/digits \
+$PY -m kmexp.results km_table1_digits "$LOGS" --out results/digits --seeds "$SEEDS" \
   --provenance "Ran: \`bash scripts/table1_digits.sh\` — ResNet-32 on scikit-learn digits (1,197 train / 300 val / 300 test, 32x32), 5 epochs, SGD lr 0.05 cosine, batch 32, seeds {$SEEDS}, CPU ($(nproc) cores), ${mins} min in all, $(date -u +%Y-%m-%d)."

@@ -308,6 +308,6 @@ def test_fig3_learning_rates_span_the_papers_range():
     script = (REPO / "scripts" / "mp_fig3.sh").read_text()
     lrs = [float(v) for v in script.split("LRS=${LRS:-")[1].split("}")[0].split(",")]
     assert lrs[0] == paper("mp_fig3", "lr_sweep", "lr_min") and lrs[-1] == paper("mp_fig3", "lr_sweep", "lr_max")
-    ratios = [b / a for a, b in zip(lrs, lrs[1:])]
+    ratios = [b / a for a, b in zip(lrs[:-1], lrs[1:], strict=True)]
     assert all(math.isclose(r, ratios[0], rel_tol=1e-3) for r in ratios)
     assert round(ratios[0]) == paper("mp_fig3", "lr_sweep", "lr_factor")

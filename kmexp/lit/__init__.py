@@ -39,7 +39,7 @@ LIGHTNING_MODULES["fewshot"] = _fewshot  # episodic meta-learning (KM Table III)
 
 def _multitask(cfg: DictConfig):
     """Multi-task training with private patches (model patches Sec. 5.3/5.4): needs ``multitask``
-    (``private``, ``tasks``; configs/multitask/) and ``dataset=multitask``."""
+    (``private``, ``tasks``; configs/multitask/), and ``dataset=multitask`` when tasks name datasets."""
     from kmexp.lit.multitask import MultiTaskModule
 
     if cfg.get("multitask") is None:

@@ -22,16 +22,20 @@ weights the sum over all tasks, and batch norm updates the running statistics of
 it runs with. The network's own copies of private tensors are never used (they are frozen
 and only initialize the patches). ``task_model(t)`` materializes a standalone network for
 task ``t``; ``task_patches/<t>.safetensors`` (written after testing) is its patch in the
-format of :mod:`kmexp.patches`, so ``apply_patch`` loads it into such a network.
+format of :mod:`kmexp.patches`, so ``apply_patch`` loads it into such a network. (The entry
+point's own ``patch.safetensors`` would hold the shared trainable weights; the presets set
+``export_patch: false``.)
 
 **Steps and learning rates.** The paper trains asynchronously: every task has the same
 number of workers sending gradients to a parameter server, and it keeps the tasks'
 learning rates "comparable at any given point in time" by choosing the epochs per decay so
 that all tasks decay at the same step (Sec. 5.3). Here every step takes one batch of each
-task (:class:`kmexp.data.multitask.MultiTaskDataModule`) and sums the task losses, so shared
-weights get one update per task per step, like equally many workers per task; one
-step-based schedule (``optim.scheduler``) then gives every task the same learning rate at
-every step by construction. ``lr_scale`` and ``loss_weight`` per task change that on purpose.
+task (each task's own dataset through :class:`kmexp.data.multitask.MultiTaskDataModule`, or
+the run's dataset for all of them) and sums the task losses: the shared weights move by the
+sum of the tasks' gradients, what the parameter server does with one update from each task's
+worker (to first order), i.e. equally many workers per task. One step-based schedule
+(``optim.scheduler``) then gives every task the same learning rate at every step by
+construction; ``lr_scale`` and ``loss_weight`` per task change that on purpose.
 """
 
 from __future__ import annotations
