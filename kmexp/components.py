@@ -162,3 +162,11 @@ def describe(model: nn.Module) -> str:
         f"trainable params: {c['params/trainable']:,} || all params: {c['params/total']:,} "
         f"|| trainable%: {c['params/trainable_pct']:.4f}"
     )
+
+
+def freeze_norm_statistics(model: nn.Module) -> None:
+    """Put every normalization layer in eval mode: it keeps the base model's running
+    statistics instead of re-estimating them (``method.norm_stats: frozen``)."""
+    for m in model.modules():
+        if isinstance(m, NORM_TYPES):
+            m.eval()

@@ -6,7 +6,6 @@ import hashlib
 
 from omegaconf import OmegaConf
 
-
 MAX_NAME = 180  # file systems allow 255 bytes per path component
 
 

@@ -67,3 +67,36 @@ def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -
         return gamma ** (step // period if staircase else step / period)
 
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
+
+
+def param_groups(named_params, tags: dict[str, set[str]], cfg: dict, **group_options) -> list[dict]:
+    """Optimizer groups of the trainable ``(name, parameter)`` pairs.
+
+    Kernel modulators (``explicit``) get ``modulator_weight_decay`` (default 0: decay would
+    pull them from the identity they start at, KM Eq. 4); with ``no_weight_decay_1d`` biases
+    and norm parameters get none either (the timm/ConvNeXt recipe). ``group_options`` (e.g.
+    ``lr``) go into every group.
+    """
+    skip_1d = cfg.get("no_weight_decay_1d", False)
+    regular, modulators, one_d = [], [], []
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        if "explicit" in tags.get(name, ()):
+            modulators.append(p)
+        elif skip_1d and p.ndim <= 1:
+            one_d.append(p)
+        else:
+            regular.append(p)
+    groups = (
+        {"params": regular, **group_options},
+        {"params": modulators, "weight_decay": cfg.get("modulator_weight_decay", 0.0), **group_options},
+        {"params": one_d, "weight_decay": 0.0, **group_options},
+    )
+    return [g for g in groups if g["params"]]
+
+
+def optimizers_for_lightning(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
+    """What ``configure_optimizers`` returns: the optimizer, with its schedule if it has one."""
+    scheduler = build_scheduler(optimizer, cfg, trainer)
+    return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

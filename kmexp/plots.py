@@ -40,7 +40,7 @@ def plot_table(table_id: str, csv_path: str | Path) -> Path | None:
     if kind == "params" and all(_float(r.get("params/trainable_mean")) for r in rows):
         x = [_float(r["params/trainable_mean"]) for r in rows]
         ax.errorbar(x, acc, yerr=err, fmt="o")
-        for xi, yi, r in zip(x, acc, rows):
+        for xi, yi, r in zip(x, acc, rows, strict=True):
             ax.annotate(labels.get(r["row"], r["row"]), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters")
@@ -48,8 +48,8 @@ def plot_table(table_id: str, csv_path: str | Path) -> Path | None:
         series = {row.key: row.series or "runs" for row in table.rows}
         for name in dict.fromkeys(series[r["row"]] for r in rows):
             pts = sorted((_float(r["x"]), a, _float(r.get("params/gflops_mean")) or 0.0)
-                         for r, a in zip(rows, acc) if series[r["row"]] == name)
-            xs, ys, gf = zip(*pts)
+                         for r, a in zip(rows, acc, strict=True) if series[r["row"]] == name)
+            xs, ys, gf = zip(*pts, strict=True)
             line = ax.plot(xs, ys, "-", lw=1, label=name)[0]
             ax.scatter(xs, ys, s=[15 + 25 * g for g in gf], color=line.get_color())  # dot size = FLOPs
         ax.legend(fontsize=7)

@@ -12,13 +12,12 @@ listed under the table. Nothing here needs W&B.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import json
 import math
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from kmexp.tables import TABLES, Table

@@ -219,7 +219,7 @@ def meta_batch(n_tasks=2):
     ("anil", OUTER, set()),
     ("km", ["explicit", "classifier"], {"convolution", "implicit"}),  # a restricted outer loop
 ])
-@pytest.mark.filterwarnings("ignore:You are trying to `self.log\(\)`")
+@pytest.mark.filterwarnings(r"ignore:You are trying to `self.log\(\)`")
 def test_the_outer_loop_updates_what_it_should(method, outer, unchanged):
     module = fewshot_module(method, outer_components=outer)
     before = {n: p.detach().clone() for n, p in module.net.named_parameters()}

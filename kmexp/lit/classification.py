@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from kmexp.components import NORM_TYPES, count_parameters, tag_parameters
+from kmexp.components import count_parameters, freeze_norm_statistics, tag_parameters
 from kmexp.errors import NonFiniteLossError
 from kmexp.methods import Method, build_model
-from kmexp.optim import build_optimizer, build_scheduler
+from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
 
 
 class ClassificationModule(pl.LightningModule):
@@ -45,9 +45,7 @@ class ClassificationModule(pl.LightningModule):
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.method.norm_stats == "frozen":
-            for m in self.net.modules():
-                if isinstance(m, NORM_TYPES):
-                    m.eval()
+            freeze_norm_statistics(self.net)
         return self
 
     def _step(self, batch, stage: str, metric) -> torch.Tensor:
@@ -81,28 +79,15 @@ class ClassificationModule(pl.LightningModule):
             logger.log_hyperparams({k: float(v) for k, v in counts.items() if isinstance(v, (int, float))})
 
     def configure_optimizers(self):
-        tags = tag_parameters(self.net)
-        decay, no_decay = [], []
-        for name, p in self.net.named_parameters():
-            if p.requires_grad:
-                (no_decay if "explicit" in tags[name] else decay).append(p)
         cfg = self.hparams.optim
-        skip_1d = cfg.get("no_weight_decay_1d", False)  # biases and norm parameters (timm/ConvNeXt recipe)
-        groups = [g for g in (
-            {"params": [p for p in decay if not (skip_1d and p.ndim <= 1)]},
-            {"params": no_decay, "weight_decay": cfg.get("modulator_weight_decay", 0.0)},
-            {"params": [p for p in decay if skip_1d and p.ndim <= 1], "weight_decay": 0.0},
-        ) if g["params"]]
         if "rbd" in self.method.extra:  # LD: SGD inside random subspaces (kmexp/rbd.py)
             from kmexp.rbd import build_rbd_optimizer
 
-            optimizer = build_rbd_optimizer(decay + no_decay, cfg, self.method.extra["rbd"])
+            trainable = [p for p in self.net.parameters() if p.requires_grad]
+            optimizer = build_rbd_optimizer(trainable, cfg, self.method.extra["rbd"])
         else:
-            optimizer = build_optimizer(groups, cfg)
-        scheduler = build_scheduler(optimizer, cfg, self._trainer)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+            optimizer = build_optimizer(param_groups(self.net.named_parameters(), tag_parameters(self.net), cfg), cfg)
+        return optimizers_for_lightning(optimizer, cfg, self._trainer)
 
     def extra_summary(self) -> dict:
         """FLOPs (every method) and, for RBD, ``params/trainable`` = the subspace dimension d

@@ -36,7 +36,7 @@ from kmexp.components import COMPONENTS, tag_parameters, validate_components
 from kmexp.errors import ConfigError, NonFiniteLossError
 from kmexp.inner_loop import InnerLoop, inner_loop_names
 from kmexp.methods import Method, build_model
-from kmexp.optim import build_optimizer, build_scheduler
+from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
 
 # keys of the `meta` config section that only the datamodule reads
 DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed")
@@ -226,18 +226,6 @@ class FewShotModule(pl.LightningModule):
         }
 
     def configure_optimizers(self):
-        tags = tag_parameters(self.net)
-        decay, no_decay = [], []
-        for name, p in self.net.named_parameters():
-            if p.requires_grad:
-                (no_decay if "explicit" in tags[name] else decay).append(p)
         cfg = self.hparams.optim
-        groups = [g for g in (
-            {"params": decay},
-            {"params": no_decay, "weight_decay": cfg.get("modulator_weight_decay", 0.0)},
-        ) if g["params"]]
-        optimizer = build_optimizer(groups, cfg)
-        scheduler = build_scheduler(optimizer, cfg, self._trainer)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        optimizer = build_optimizer(param_groups(self.net.named_parameters(), tag_parameters(self.net), cfg), cfg)
+        return optimizers_for_lightning(optimizer, cfg, self._trainer)

@@ -51,12 +51,12 @@ from torch.func import functional_call
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from kmexp.components import NORM_TYPES, classifier_module, tag_parameters, validate_components
+from kmexp.components import NORM_TYPES, classifier_module, freeze_norm_statistics, tag_parameters, validate_components
 from kmexp.data.multitask import TaskSpec, group_streams, parse_tasks
 from kmexp.errors import ConfigError, NonFiniteLossError
 from kmexp.methods import Method, build_model
 from kmexp.models.mobilenet import resize_input
-from kmexp.optim import build_optimizer, build_scheduler
+from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
 
 _STAT_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -191,9 +191,7 @@ class MultiTaskModule(pl.LightningModule):
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.method.norm_stats == "frozen":
-            for m in self.net.modules():
-                if isinstance(m, NORM_TYPES):
-                    m.eval()
+            freeze_norm_statistics(self.net)
         return self
 
     # ----------------------------------------------------------------------------- steps
@@ -269,24 +267,12 @@ class MultiTaskModule(pl.LightningModule):
     # ----------------------------------------------------------------------------- optimizer
     def configure_optimizers(self):
         cfg = self.hparams.optim
-        lr, modulator_wd = cfg["lr"], cfg.get("modulator_weight_decay", 0.0)
         tags = tag_parameters(self.net)
-        shared = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
-        groups = self._groups(shared, tags, lr, modulator_wd)
+        groups = param_groups(self.net.named_parameters(), tags, cfg, lr=cfg["lr"])
         for task in self.task_names:  # one group per task: its own lr_scale
             named = [(k.replace("/", "."), p) for k, p in self.patches[task].named_parameters(recurse=False)]
-            groups += self._groups(named, tags, lr * self.spec[task].lr_scale, modulator_wd)
-        optimizer = build_optimizer(groups, cfg)
-        scheduler = build_scheduler(optimizer, cfg, self._trainer)
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    @staticmethod
-    def _groups(named, tags, lr, modulator_wd) -> list[dict]:
-        # kernel modulators get no weight decay (it would pull them from the identity, KM Eq. 4)
-        decay = [p for n, p in named if "explicit" not in tags.get(n, ())]
-        no_decay = [p for n, p in named if "explicit" in tags.get(n, ())]
-        return [g for g in ({"params": decay, "lr": lr},
-                            {"params": no_decay, "lr": lr, "weight_decay": modulator_wd}) if g["params"]]
+            groups += param_groups(named, tags, cfg, lr=cfg["lr"] * self.spec[task].lr_scale)
+        return optimizers_for_lightning(build_optimizer(groups, cfg), cfg, self._trainer)
 
     # ----------------------------------------------------------------------------- patches
     def task_model(self, task: str) -> nn.Module:
