@@ -154,10 +154,10 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
             rec[f"{metric}_mean"], rec[f"{metric}_std"] = m, s
             if metric == "test/acc" or (metric.startswith("test/") and metric.endswith("/acc")):  # per-task too
                 cells.append(_fmt(r[metric], 100))
-            elif metric.startswith("params/") and not metric.endswith("pct"):
+            elif metric.startswith("params/") and not metric.endswith(("pct", "flops")):
                 cells.append("—" if m is None else f"{int(m):,}")
             else:
-                cells.append(_fmt(r[metric], 1, 3 if "ratio" in metric else 2))
+                cells.append(_fmt(r[metric], 1, 3 if ("ratio" in metric or "flops" in metric) else 2))
         pv, ps = paper_cell(table, row_defs[r["row"]])
         cells.append("—" if pv is None else (f"{pv:.2f}" + (f" ± {ps:.2f}" if ps is not None else "")))
         rv = ratio_paper.get(r["row"], (None, None))[0]
