@@ -34,6 +34,14 @@ def test_tiny_run_per_method_writes_summary_checkpoints_and_patch(tmp_path, meth
     with safe_open(str(run_dir / "patch.safetensors"), framework="pt") as f:
         assert json.loads(f.metadata()["kmexp"])["method"] == method
     assert "summary: " in proc.stdout
+    # checkpoints hold plain containers only: they load with weights_only=True and rebuild the module
+    import torch
+
+    from kmexp.lit.classification import ClassificationModule
+
+    torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    module = ClassificationModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert sum(p.numel() for p in module.parameters() if p.requires_grad) == s["params/trainable"]
 
 
 def test_recovered_accuracy_ratio_uses_the_reference(tmp_path):
