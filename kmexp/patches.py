@@ -42,7 +42,8 @@ def frozen_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _stat_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+def norm_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Running statistics of every normalization layer, by buffer name."""
     out = {}
     for mname, m in model.named_modules():
         if isinstance(m, NORM_TYPES):
@@ -57,7 +58,7 @@ def patch_state(model: nn.Module, include_norm_stats: bool = True) -> dict[str, 
     """Trainable parameters (+ norm statistics) under canonical names, detached on CPU."""
     state = {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
     if include_norm_stats:
-        state.update(_stat_buffers(model))
+        state.update(norm_statistics(model))
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
@@ -119,7 +120,7 @@ def apply_patch(model: nn.Module, path: str | Path, check_fingerprint: bool = Tr
                 f"method {header.get('method')!r}, components {header.get('components')})"
             )
     targets = {canonical_name(n): p for n, p in model.named_parameters()}
-    targets.update(_stat_buffers(model))
+    targets.update(norm_statistics(model))
     missing = sorted(set(tensors) - set(targets))
     if missing:
         raise PatchError(f"{path}: tensors not present in this model: {missing[:5]}")

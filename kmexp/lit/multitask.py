@@ -51,14 +51,13 @@ from torch.func import functional_call
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from kmexp.components import NORM_TYPES, classifier_module, freeze_norm_statistics, tag_parameters, validate_components
+from kmexp.components import classifier_module, freeze_norm_statistics, tag_parameters, validate_components
 from kmexp.data.multitask import TaskSpec, group_streams, parse_tasks
 from kmexp.errors import ConfigError, NonFiniteLossError
 from kmexp.methods import Method, build_model
 from kmexp.models.mobilenet import resize_input
 from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
-
-_STAT_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+from kmexp.patches import norm_statistics
 
 
 class TaskPatch(nn.Module):
@@ -146,14 +145,7 @@ class MultiTaskModule(pl.LightningModule):
             )
         self.private_names = [n for n, p in params.items() if p.requires_grad and tags[n] & set(self.private)]
         head = classifier_name(self.net) + "." if "classifier" in self.private else None
-        private_buffers = {}
-        if "implicit" in self.private:
-            for mname, m in self.net.named_modules():
-                if isinstance(m, NORM_TYPES):
-                    for b in _STAT_BUFFERS:
-                        t = getattr(m, b, None)
-                        if isinstance(t, torch.Tensor):
-                            private_buffers[f"{mname}.{b}"] = t
+        private_buffers = norm_statistics(self.net) if "implicit" in self.private else {}
         patches = {}
         for spec in self.specs:
             tensors = {n: params[n] for n in self.private_names if not (head and n.startswith(head))}

@@ -1,6 +1,6 @@
 """Backbones, one file per family; importing this package registers them all."""
 
-from kmexp.models import (  # noqa: F401  # noqa: F401
+from kmexp.models import (  # noqa: F401
     conv4,  # noqa: F401
     convmixer,
     inception,

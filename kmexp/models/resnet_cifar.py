@@ -53,8 +53,27 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32x32 inputs; ``forward_features`` / ``forward_head`` as in timm."""
+class ThreeStageCifarNet(nn.Module):
+    """The forward of CIFAR ResNets: stem ``conv1``/``bn1``/ReLU, ``layer1..3``, global
+    average pooling and ``fc``; ``forward_features`` / ``forward_head`` as in timm.
+    Subclasses build those modules."""
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class CifarResNet(ThreeStageCifarNet):
+    """ResNet-(6n+2) for 32x32 inputs."""
 
     def __init__(
         self,
@@ -90,18 +109,6 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight)  # He et al.'s CIFAR code
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _builder(depth: int):

@@ -25,6 +25,7 @@ from torch import nn
 
 from kmexp.errors import ConfigError
 from kmexp.models.registry import register_backbone
+from kmexp.models.resnet_cifar import ThreeStageCifarNet
 
 
 class SqueezeExcitation(nn.Module):
@@ -66,7 +67,7 @@ class SEBasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class CifarSEResNet(nn.Module):
+class CifarSEResNet(ThreeStageCifarNet):
     """SE-ResNet-d``depth``; ``forward_features`` / ``forward_head`` as in timm."""
 
     def __init__(
@@ -102,18 +103,6 @@ class CifarSEResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("se_resnet")
