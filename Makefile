@@ -30,6 +30,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) scripts/bench.py $(ARGS)
+	$(PY) scripts/bench_fewshot.py --profile
 
 lint: setup
 	$(PY) -m ruff check kmexp tests scripts

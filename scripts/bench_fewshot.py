@@ -8,6 +8,11 @@ alternate between the two loops (``--repeats`` rounds) and the median of each is
 
     .venv/bin/python scripts/bench_fewshot.py                 # MAML, Omniglot 20-way 1-shot net
     .venv/bin/python scripts/bench_fewshot.py --ways 5 --steps 1 --iters 10 --threads 2
+    .venv/bin/python scripts/bench_fewshot.py --profile   # where the time goes, per loop
+
+``--profile`` adds, per loop, the number of convolution kernel calls per task and the
+share of CPU time spent in them (torch.profiler over one outer step): both loops call the
+same oneDNN convolution kernels the same number of times, which bounds any speed-up.
 """
 
 from __future__ import annotations
@@ -123,6 +128,25 @@ def timed(loop, tasks: list[dict], meta_batch: int, iters: int) -> float:
     return iters * meta_batch / (time.perf_counter() - start)
 
 
+CONVOLUTION_KERNELS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
+                       "aten::_convolution_double_backward", "aten::slow_conv2d_forward",
+                       "aten::slow_conv2d_backward")
+
+
+def kernel_profile(loop, batch: list[dict]) -> tuple[float, float]:
+    """(convolution kernel calls per task, share of self CPU time in convolution kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        loop.step(batch)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = [e for e in events if e.key in CONVOLUTION_KERNELS]
+    kernel_calls = sum(e.count for e in conv if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward",
+                                                          "aten::slow_conv2d_forward", "aten::slow_conv2d_backward"))
+    return kernel_calls / len(batch), sum(e.self_cpu_time_total for e in conv) / total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ways", type=int, default=20)
@@ -135,6 +159,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5, help="outer steps per timed run")
     ap.add_argument("--repeats", type=int, default=3, help="alternating timed runs per loop")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--profile", action="store_true", help="also report convolution kernel calls and time share")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -168,6 +193,11 @@ def main() -> None:
         print(f"  {name:40s} {statistics.median(r):8.2f} tasks/s  (runs: {', '.join(f'{v:.2f}' for v in r)})")
     ratio = statistics.median(rates[ours.name]) / statistics.median(rates[theirs.name])
     print(f"speed-up kmexp / learn2learn: {ratio:.2f}x")
+    if args.profile:
+        for loop in (ours, theirs):
+            calls, share = kernel_profile(loop, tasks[: args.meta_batch])
+            print(f"  {loop.name:40s} {calls:6.0f} convolution kernel calls per task, "
+                  f"{100 * share:4.1f}% of CPU time in convolution kernels")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,21 @@ def test_classification_module_is_refused():
         dm.setup("fit")
 
 
+def test_ddp_ranks_draw_different_meta_training_tasks():
+    def first_task(rank: int, world_size: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        random.seed(0)  # seed_everything seeds every rank alike
+        dm = GlyphsFewShotDataModule(split=(10, 5, 5), **EPISODE)
+        dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(episodic=True), world_size=world_size,
+                                     global_rank=rank)
+        dm.setup("fit")
+        return next(iter(dm.train_dataloader()))["support_x"]
+
+    assert torch.equal(first_task(0, 1), first_task(0, 1))
+    assert torch.equal(first_task(1, 2), first_task(1, 2))  # still reproducible per rank
+    assert not torch.equal(first_task(0, 2), first_task(1, 2))
+
+
 # ------------------------------------------------------------------ Omniglot (torchvision layout)
 OMNIGLOT = {"images_background": {"Alphabet_A": 3, "Alphabet_B": 2}, "images_evaluation": {"Alphabet_C": 3}}
 

@@ -169,7 +169,9 @@ class FewShotDataModule(pl.LightningDataModule):
 
     Args:
         ways, shots, query: N-way K-shot tasks with Q query examples per class.
-        meta_batch_size: tasks per batch (= per outer-loop step while meta-training).
+        meta_batch_size: tasks per batch (= per outer-loop step while meta-training); under
+            DDP per device, each rank drawing its own tasks (so divide MAML's meta-batch by
+            the number of devices to keep its outer-loop batch).
         iterations_per_epoch: meta-training batches per Lightning epoch.
         num_val_tasks, num_test_tasks: sizes of the fixed meta-validation / meta-test task lists
             (MAML reports the mean and 95% interval over 600 test tasks).
@@ -219,6 +221,7 @@ class FewShotDataModule(pl.LightningDataModule):
         module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
         if module is not None and not getattr(module, "episodic", False):
             raise ConfigError(f"dataset {self.name!r} yields few-shot tasks: run it with lightning_module=fewshot")
+        self._seed_rank_apart()
         if self._episodes is not None:
             return
         train, val, test = self.meta_datasets()
@@ -231,6 +234,16 @@ class FewShotDataModule(pl.LightningDataModule):
             "test": Episodes(test, self.ways, self.shots, self.query, self.num_test_tasks,
                              self.task_seed * 1_000_003, self.rotate),
         }
+
+    def _seed_rank_apart(self) -> None:
+        """Under DDP every rank is seeded alike, so without this each would draw the same
+        meta-training tasks (learn2learn samples with Python's ``random``) and the extra
+        devices would add no tasks. DataLoader workers need nothing: Lightning's
+        ``seed_everything(workers=True)`` already seeds them by rank."""
+        trainer = self.trainer
+        if trainer is None or getattr(trainer, "world_size", 1) <= 1 or self.num_workers > 0:
+            return
+        random.seed(f"{torch.initial_seed()}/rank{trainer.global_rank}")
 
     def _loader(self, split: str, batch_size: int) -> DataLoader:
         return DataLoader(self._episodes[split], batch_size=batch_size, shuffle=False, drop_last=False,
