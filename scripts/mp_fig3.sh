@@ -13,15 +13,8 @@
 # Then: python scripts/mp_fig3_table.py logs/mp_fig3 (accuracy per approach, dataset and learning rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
 LRS=${LRS:-0.0045,0.01423,0.045,0.1423,0.45}
-presets() { ls configs/experiment/"$1"/*.yaml | sed -E 's#configs/experiment/(.*)\.yaml#\1#' | paste -sd, -; }
 export KMEXP_LOGS=${KMEXP_LOGS:-logs/mp_fig3}
 for table in mp_fig3 mp_table2; do
-  cmd=($PY -m kmexp.train -m "experiment=$(presets $table)" "optim.lr=$LRS" seed=${SEEDS:-0,1,2,3,4} resume=true "$@")
-  if [[ -n ${DRY_RUN:-} ]]; then
-    printf '%q ' "${cmd[@]}"; echo
-  else
-    "${cmd[@]}"
-  fi
+  bash scripts/preset_sweep.sh "$table" "optim.lr=$LRS" "$@"
 done

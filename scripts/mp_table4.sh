@@ -8,12 +8,4 @@
 # Then: python -m kmexp.results mp_table4_sb_patch_last_layer logs/mp_table4 (also mp_table4_last_layer,
 # mp_table4_independent)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-presets=$(ls configs/experiment/mp_table4/*.yaml | sed -E 's#configs/experiment/(.*)\.yaml#\1#' | paste -sd, -)
-cmd=($PY -m kmexp.train -m "experiment=$presets" seed=${SEEDS:-0,1,2,3,4} resume=true "$@")
-if [[ -n ${DRY_RUN:-} ]]; then
-  printf '%q ' "${cmd[@]}"; echo
-  exit 0
-fi
-KMEXP_LOGS=${KMEXP_LOGS:-logs/mp_table4} exec "${cmd[@]}"
+exec bash "$(dirname "$0")/preset_sweep.sh" mp_table4 "$@"

@@ -6,12 +6,4 @@
 #   DRY_RUN=1 bash scripts/mp_table5.sh                # print the command only; SEEDS=0 for one seed
 # Then: python -m kmexp.results mp_table5 logs/mp_table5 (also mp_table5_independent)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-presets=$(ls configs/experiment/mp_table5/*.yaml | sed -E 's#configs/experiment/(.*)\.yaml#\1#' | paste -sd, -)
-cmd=($PY -m kmexp.train -m "experiment=$presets" seed=${SEEDS:-0,1,2,3,4} resume=true "$@")
-if [[ -n ${DRY_RUN:-} ]]; then
-  printf '%q ' "${cmd[@]}"; echo
-  exit 0
-fi
-KMEXP_LOGS=${KMEXP_LOGS:-logs/mp_table5} exec "${cmd[@]}"
+exec bash "$(dirname "$0")/preset_sweep.sh" mp_table5 "$@"

@@ -6,12 +6,4 @@
 #   bash scripts/table3.sh                     # extra arguments go to Hydra, e.g. hydra/launcher=slurm
 #   DRY_RUN=1 bash scripts/table3.sh           # print the command only; SEEDS=0 for one seed
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-presets=$(ls configs/experiment/table3/*.yaml | sed -E 's#configs/experiment/(.*)\.yaml#\1#' | paste -sd, -)
-cmd=($PY -m kmexp.train -m "experiment=$presets" seed=${SEEDS:-0,1,2,3,4} resume=true "$@")
-if [[ -n ${DRY_RUN:-} ]]; then
-  printf '%q ' "${cmd[@]}"; echo
-  exit 0
-fi
-KMEXP_LOGS=${KMEXP_LOGS:-logs/table3} exec "${cmd[@]}"
+exec bash "$(dirname "$0")/preset_sweep.sh" table3 "$@"

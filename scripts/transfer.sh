@@ -17,11 +17,4 @@ cd "$(dirname "$0")/.."
 table=${1:?usage: bash scripts/transfer.sh table2|fig4 [hydra overrides...]}
 shift
 [[ $table == table2 || $table == fig4 ]] || { echo "error: unknown table '$table' (table2 or fig4)" >&2; exit 2; }
-presets=$(ls configs/experiment/"$table"/*.yaml | sed -E 's#configs/experiment/(.*)\.yaml#\1#' | paste -sd, -)
-PY=${PY:-.venv/bin/python}
-cmd=($PY -m kmexp.train -m "experiment=$presets" seed=0,1,2,3,4 resume=true "$@")
-if [[ -n ${DRY_RUN:-} ]]; then
-  printf '%q ' "${cmd[@]}"; echo
-  exit 0
-fi
-KMEXP_LOGS=${KMEXP_LOGS:-logs/$table} exec "${cmd[@]}"
+exec bash scripts/preset_sweep.sh "$table" "$@"
