@@ -22,9 +22,12 @@ def _run_name(override_dirname: str) -> str:
     return name
 
 
-def _table_of(experiment_name: str | None, default: str) -> str:
-    """W&B group: the table an experiment preset belongs to (``table1/km`` -> ``table1``)."""
-    return experiment_name.split("/")[0] if experiment_name else default
+def _table_of(experiment_name: str | None, default: str, sweep_name: str | None = None) -> str:
+    """W&B group: the table an experiment preset belongs to (``table1/km`` -> ``table1``), else the
+    command-line sweep the run belongs to (``sweep_name``), else ``default``."""
+    if experiment_name:
+        return experiment_name.split("/")[0]
+    return sweep_name or default
 
 
 def _row_of(experiment_name: str | None, default: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from kmexp.components import COMPONENTS
 from kmexp.errors import ConfigError
 
 
@@ -69,31 +70,33 @@ def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
 
 
-def param_groups(named_params, tags: dict[str, set[str]], cfg: dict, **group_options) -> list[dict]:
-    """Optimizer groups of the trainable ``(name, parameter)`` pairs.
+def param_groups(named_params, tags: dict[str, set[str]], cfg: dict, name_prefix: str = "",
+                 **group_options) -> list[dict]:
+    """Optimizer groups of the trainable ``(name, parameter)`` pairs, one per component.
 
-    Kernel modulators (``explicit``) get ``modulator_weight_decay`` (default 0: decay would
-    pull them from the identity they start at, KM Eq. 4); with ``no_weight_decay_1d`` biases
-    and norm parameters get none either (the timm/ConvNeXt recipe). ``group_options`` (e.g.
-    ``lr``) go into every group.
+    Each group is named by its component (``implicit``, ``explicit``, ``classifier`` ...;
+    ``name_prefix`` in front, e.g. a multi-task run's task), so learning-rate series read
+    ``lr/explicit`` rather than ``pg2`` (:mod:`kmexp.lr_logging`). Kernel modulators
+    (``explicit``) get ``modulator_weight_decay`` (default 0: decay would pull them from the
+    identity they start at, KM Eq. 4); with ``no_weight_decay_1d`` biases and norm parameters
+    get none either (the timm/ConvNeXt recipe; group ``<component>/no_decay``).
+    ``group_options`` (e.g. ``lr``) go into every group.
     """
     skip_1d = cfg.get("no_weight_decay_1d", False)
-    regular, modulators, one_d = [], [], []
+    groups: dict[str, dict] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
-        if "explicit" in tags.get(name, ()):
-            modulators.append(p)
+        component = next((c for c in COMPONENTS if c in tags.get(name, ())), "other")
+        options = {}
+        if component == "explicit":
+            options["weight_decay"] = cfg.get("modulator_weight_decay", 0.0)
         elif skip_1d and p.ndim <= 1:
-            one_d.append(p)
-        else:
-            regular.append(p)
-    groups = (
-        {"params": regular, **group_options},
-        {"params": modulators, "weight_decay": cfg.get("modulator_weight_decay", 0.0), **group_options},
-        {"params": one_d, "weight_decay": 0.0, **group_options},
-    )
-    return [g for g in groups if g["params"]]
+            component += "/no_decay"
+            options["weight_decay"] = 0.0
+        key = name_prefix + component
+        groups.setdefault(key, {"params": [], "name": key, **options, **group_options})["params"].append(p)
+    return list(groups.values())
 
 
 def optimizers_for_lightning(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):

@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from kmexp.config import register_resolvers
-from kmexp.errors import ExistingRunError, KmexpError
+from kmexp.errors import ConfigError, ExistingRunError, KmexpError
 
 log = logging.getLogger("kmexp.train")
 register_resolvers()
@@ -50,13 +50,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         if lcfg is None:
             continue
         if name == "wandb":
-            lcfg = prepare_wandb(lcfg, run_dir)
+            resuming = bool(cfg.resume) and (run_dir / "checkpoints" / "last.ckpt").exists()
+            lcfg = prepare_wandb(lcfg, run_dir, cfg, resuming)
         loggers.append(hydra.utils.instantiate(lcfg))
     return loggers
 
 
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+
+    from kmexp.lr_logging import LearningRatePerGroup
 
     c = cfg.callbacks
     callbacks = [
@@ -76,7 +79,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
     elif c.progress_bar == "tqdm":
         callbacks.append(TQDMProgressBar())
     if cfg.get("logger"):
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks.append(LearningRatePerGroup())  # lr/<parameter group>, e.g. lr/explicit
     if cfg.get("save_init_checkpoint", False):  # KM Fig. 3 compares weights before and after training
         from kmexp.init_checkpoint import SaveInitialCheckpoint
 
@@ -89,6 +92,7 @@ def run(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
 
     from kmexp.components import count_parameters, describe
+    from kmexp.distributed import split_global_batch
     from kmexp.lit import build_lightning_module
     from kmexp.patches import export_patch
     from kmexp.validate import validate_config
@@ -117,6 +121,7 @@ def run(cfg: DictConfig) -> dict:
         callbacks=build_callbacks(cfg, ckpt_dir),
         enable_progress_bar=cfg.callbacks.progress_bar != "none",
     )
+    split_global_batch(datamodule, trainer.world_size)  # presets give the global batch (kmexp.distributed)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -136,6 +141,7 @@ def run(cfg: DictConfig) -> dict:
         "epochs": int(trainer.current_epoch),
         "global_steps": int(trainer.global_step),
         "hardware": hardware(),
+        "world_size": int(trainer.world_size),
         "duration_s": round(time.time() - started, 1),
         "run_dir": str(run_dir),
         "overrides": list(HydraConfig.get().overrides.task),
@@ -145,6 +151,11 @@ def run(cfg: DictConfig) -> dict:
     ref = cfg.reference_accuracy
     summary["reference_accuracy"] = ref
     summary["test/recovered_accuracy_ratio"] = summary["test/acc"] / ref if ref else None
+    if not trainer.is_global_zero:  # DDP: every side effect below happens once, on global rank 0
+        return summary
+    from kmexp.provenance import provenance
+
+    summary.update(provenance())
     if cfg.export_patch:
         patch = export_patch(
             module.net, run_dir / "patch.safetensors", cfg.method.name, list(cfg.method.components),
@@ -209,11 +220,16 @@ def main(cfg: DictConfig) -> float | None:
         summary = run(cfg)
         return summary["test/acc"]
     except KmexpError as e:
+        from kmexp.distributed import is_global_zero
+        from kmexp.run_dirs import discard_if_fresh
+
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         try:
             run_dir = Path(cfg.paths.run_dir)
-            if not isinstance(e, ExistingRunError):
+            if isinstance(e, ConfigError) and discard_if_fresh(run_dir, Path(cfg.paths.log_dir)):
+                pass  # refused before it started: leave no run directory behind
+            elif not isinstance(e, ExistingRunError) and is_global_zero():
                 write_summary(run_dir, {"status": "failed", "error": str(e), "seed": cfg.get("seed")}, cfg)
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
@@ -225,4 +241,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from kmexp.wandb_utils import with_sweep_name
+
+    sys.argv = with_sweep_name(sys.argv)  # W&B groups a -m sweep's runs together
     main()

@@ -263,7 +263,7 @@ class MultiTaskModule(pl.LightningModule):
         groups = param_groups(self.net.named_parameters(), tags, cfg, lr=cfg["lr"])
         for task in self.task_names:  # one group per task: its own lr_scale
             named = [(k.replace("/", "."), p) for k, p in self.patches[task].named_parameters(recurse=False)]
-            groups += param_groups(named, tags, cfg, lr=cfg["lr"] * self.spec[task].lr_scale)
+            groups += param_groups(named, tags, cfg, name_prefix=f"{task}/", lr=cfg["lr"] * self.spec[task].lr_scale)
         return optimizers_for_lightning(build_optimizer(groups, cfg), cfg, self._trainer)
 
     # ----------------------------------------------------------------------------- patches
