@@ -200,9 +200,6 @@ SCHEMA: dict[str, Rule] = {
     "meta.num_val_tasks": integer(0),
     "meta.num_test_tasks": integer(1),
     "meta.task_seed": integer(0),
-    # kernel modulators (configs/modulator/, kmexp.modulation)
-    "modulator.depth": integer(1),
-    "modulator.init_std": number(0),
     # model identity
     "backbone.name": text(),
     "method.name": text(),

@@ -127,6 +127,7 @@ def run(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     test_ckpt = "best" if cfg.test_ckpt == "best" else None
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)[0]
+    log.info("rank %d of %d finished", trainer.global_rank, trainer.world_size)
 
     summary = {
         "status": "finished",
