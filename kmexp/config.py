@@ -35,8 +35,16 @@ def _row_of(experiment_name: str | None, default: str) -> str:
     return experiment_name.split("/", 1)[-1] if experiment_name else default
 
 
+def _gpus_per_node(accelerator: str, devices) -> int:
+    """SLURM launcher: GPUs to request per node, one per device unless the run is on CPU."""
+    if accelerator == "cpu":
+        return 0
+    return devices if isinstance(devices, int) and devices > 0 else 1
+
+
 def register_resolvers() -> None:
-    for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of)):
+    for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of),
+                     ("kmexp.gpus_per_node", _gpus_per_node)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -1,9 +1,15 @@
 """One command per paper table: launch its sweep, then build its table.
 
-    python -m kmexp.reproduce km_table1 --dry-run                 # list the runs (rows x seeds)
-    python -m kmexp.reproduce km_table1 --launcher slurm -- hydra.launcher.partition=gpu
-    python -m kmexp.reproduce km_table1 --collect-only            # after the jobs finished
+    python -m kmexp.reproduce km_table1 --dry-run                 # list and validate the runs (rows x seeds)
+    python -m kmexp.reproduce km_table1 --launcher slurm -- hydra.launcher.partition=gpu   # submit, return
+    python -m kmexp.reproduce status km_table1                    # finished / running / failed / missing
+    python -m kmexp.reproduce km_table1 --collect-only            # build the table from what finished
     python -m kmexp.reproduce all --profile mini                  # every table, tiny, on bundled data
+
+Every run of the selected tables is composed and validated before the first one starts or
+is queued (kmexp.jobs.preflight). With ``--launcher slurm`` (or ``submitit_local``) every
+run becomes its own queued job and the command returns at once (kmexp.jobs); the default
+local launcher runs the sweeps here, one after another, and then builds the tables.
 
 Each table is a Hydra multirun over its rows (experiment presets) x seeds. Every run
 has ``resume=true`` and a run directory named by its overrides (table, row, seed), so
@@ -99,10 +105,31 @@ def sweep_commands(table_id: str, table: Table, seeds: list[int], launcher: str,
     return cmds
 
 
+def run_list(table_id: str, table: Table, seeds: list[int], log_root: Path, profile: str | None,
+             extra: list[str]) -> list:
+    """Every run of ``table`` as a :class:`kmexp.jobs.Run` with its complete command line."""
+    from kmexp.jobs import Run
+
+    mini = [*MINI_TRAINER, *table.mini] if profile == "mini" else []
+    return [Run(table_id, row.key, seed, (f"experiment={row.experiment}", f"seed={seed}", *row.overrides,
+                                          "resume=true", f"paths.log_dir={log_root / table_id}", *mini, *extra))
+            for row, seed in runs(table, seeds)]
+
+
+def _select_tables(name: str | None, log_root: Path) -> list[str]:
+    """Tables to report: the one named, every table of 'all', or (None) those with runs under ``log_root``."""
+    if name is None:
+        return [t for t in TABLES if (log_root / t).is_dir()]
+    if name == "all":
+        return [t for t in TABLES if not TABLES[t].exclude_from_all]
+    return [name]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="Arguments after -- are passed to Hydra (e.g. hydra.launcher.partition=gpu).")
-    p.add_argument("table", help=f"'all' or one of: {', '.join(sorted(TABLES))}")
+    p.add_argument("table", help=f"'status', 'all' or one of: {', '.join(sorted(TABLES))}")
+    p.add_argument("status_table", nargs="?", default=None, help="after 'status': the table (default: all)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: the papers' 5)")
     p.add_argument("--rows", default=None, help="comma-separated row ids to run (default: every row)")
     p.add_argument("--launcher", default="local", choices=LAUNCHERS)
@@ -113,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect-only", action="store_true", help="only aggregate finished runs into the table")
     args, extra = p.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
+    launcher_extra = [e for e in extra if e.lstrip("+~").startswith("hydra")]  # launcher settings
+    job_extra = [e for e in extra if e not in launcher_extra]
+    if args.table == "status":
+        return status_main(args)
+    if args.status_table is not None:
+        print(f"error: unexpected argument {args.status_table!r}", file=sys.stderr)
+        return 1
 
     if args.table == "all":
         ids = [t for t in TABLES if not TABLES[t].exclude_from_all]
@@ -123,23 +157,40 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
     mini = args.profile == "mini"
-    log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce"))
+    log_root = Path(args.logs or (REPO / "logs" / ("mini" if mini else "reproduce"))).resolve()
     out = Path(args.out or (REPO / "results" / ("mini" if mini else "")))
 
+    from kmexp.errors import ConfigError
+    from kmexp.jobs import format_status, preflight, submit, table_status
     from kmexp.results import write_table
 
-    status = 0
+    tables = {}
     for table_id in ids:
-        table = TABLES[table_id]
-        if args.rows:
-            wanted = args.rows.split(",")
-            unknown = sorted(set(wanted) - {r.key for r in table.rows})
-            if unknown:
-                print(f"error: {table_id} has no rows {unknown}; rows: {[r.key for r in table.rows]}", file=sys.stderr)
-                return 1
-            table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted), seeds=tuple(seeds))
-        else:
-            table = dataclasses.replace(table, seeds=tuple(seeds))
+        table = selected_table(table_id, args.rows, seeds)
+        if table is None:
+            return 1
+        tables[table_id] = table
+    if not args.collect_only:  # compose and validate every run before the first starts or is queued
+        all_runs = [r for t_id, t in tables.items() for r in run_list(t_id, t, seeds, log_root, args.profile, job_extra)]
+        try:
+            checked = preflight(all_runs, args.launcher, launcher_extra)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"[kmexp] {len(checked)} runs of {len(tables)} table(s) composed and validated", flush=True)
+        if args.launcher in ("slurm", "submitit_local") and not args.dry_run:
+            for table_id in tables:
+                mine = [r for r in checked if r.table == table_id]
+                records = submit(mine, args.launcher, log_root / table_id)
+                print(f"[kmexp] {table_id}: submitted {len(records)} jobs ({records[0]['job_id']} ...); "
+                      f"job ids in {log_root / table_id / 'jobs.jsonl'}")
+            where = f" --logs {log_root}" if args.logs else ""
+            print(f"[kmexp] nothing waits for them. Progress: python -m kmexp.reproduce status {args.table}{where}; "
+                  f"tables: python -m kmexp.reproduce {args.table} --collect-only{where}")
+            return 0
+
+    status = 0
+    for table_id, table in tables.items():
         todo = runs(table, seeds)
         cmds = sweep_commands(table_id, table, seeds, args.launcher, log_root, args.profile, extra)
         if args.dry_run:
@@ -161,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper." if mini else "")
         md = write_table(table_id, log_root / table_id, out, provenance, table=table)
         print(f"[kmexp] {table_id}: wrote {md}")
+        if args.collect_only:
+            print(format_status(table_id, table_status(table_id, table, seeds, log_root / table_id)))
         if mini or table.plot:
             from kmexp.plots import plot_table
 
@@ -168,6 +221,40 @@ def main(argv: list[str] | None = None) -> int:
             if png:
                 print(f"[kmexp] {table_id}: wrote {png}")
     return status
+
+
+def selected_table(table_id: str, rows: str | None, seeds: list[int]) -> Table | None:
+    """The table restricted to ``rows`` (comma-separated ids) with ``seeds``; None (after an
+    error line) when a row does not exist."""
+    table = TABLES[table_id]
+    if rows:
+        wanted = rows.split(",")
+        unknown = sorted(set(wanted) - {r.key for r in table.rows})
+        if unknown:
+            print(f"error: {table_id} has no rows {unknown}; rows: {[r.key for r in table.rows]}", file=sys.stderr)
+            return None
+        table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted))
+    return dataclasses.replace(table, seeds=tuple(seeds))
+
+
+def status_main(args) -> int:
+    """``python -m kmexp.reproduce status [TABLE]``: per table, finished / running / failed / missing."""
+    from kmexp.jobs import format_status, table_status
+
+    mini = args.profile == "mini"
+    log_root = Path(args.logs or (REPO / "logs" / ("mini" if mini else "reproduce"))).resolve()
+    name = args.status_table
+    if name not in (None, "all") and name not in TABLES:
+        print(f"error: unknown table {name!r}; choose 'all' or one of {sorted(TABLES)}", file=sys.stderr)
+        return 1
+    seeds = [int(s) for s in args.seeds.split(",") if s != ""]
+    for table_id in _select_tables(name, log_root):
+        table = selected_table(table_id, args.rows, seeds)
+        if table is None:
+            return 1
+        statuses = table_status(table_id, table, seeds, log_root / table_id)
+        print(format_status(table_id, statuses))
+    return 0
 
 
 if __name__ == "__main__":
