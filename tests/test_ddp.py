@@ -62,6 +62,10 @@ def test_classification_ddp_matches_single_process(tmp_path):
     single = single_process_test(ClassificationModule, s, run_dir)
     assert s["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)
     assert s["test/loss"] == pytest.approx(single["test/loss"], rel=1e-4)
+    # the same job on one process writes the same summary fields
+    run_cli([a for a in DDP if a != "trainer=ddp_sim"] + ["backbone=resnet20", "method=km"], tmp_path / "one")
+    [one] = summaries(tmp_path / "one")
+    assert one["world_size"] == 1 and set(one) == set(s)
 
 
 def test_fewshot_ddp_matches_single_process(tmp_path):
