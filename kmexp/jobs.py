@@ -64,6 +64,7 @@ def preflight(runs: list[Run], launcher: str | None, launcher_overrides: list[st
     from hydra import compose, initialize_config_dir
 
     from kmexp.config import register_resolvers
+    from kmexp.distributed import world_size_of
     from kmexp.schema import SCHEMA
     from kmexp.validate import validate_config
 
@@ -86,6 +87,9 @@ def preflight(runs: list[Run], launcher: str | None, launcher_overrides: list[st
                 except Exception as e:  # noqa: BLE001 - Hydra's composition errors: one line, no traceback
                     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     raise ConfigError(f"{run.table} {run.key}: {first}") from None
+                if launcher not in CLUSTERS and (world_size_of(cfg.trainer) or 1) > 1:
+                    raise ConfigError(f"{run.table} {run.key}: DDP runs (trainer.devices x num_nodes > 1) cannot run "
+                                      "in the local sweep; use --launcher slurm or submitit_local")
                 composed[unseeded] = launcher_params(cfg, CLUSTERS[launcher]) if extra else {}
             checked.append(Run(run.table, run.row, run.seed, run.overrides, composed[unseeded]))
     return checked

@@ -179,8 +179,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"[kmexp] {len(checked)} runs of {len(tables)} table(s) composed and validated", flush=True)
         if args.launcher in ("slurm", "submitit_local") and not args.dry_run:
-            for table_id in tables:
-                mine = [r for r in checked if r.table == table_id]
+            for table_id, table in tables.items():
+                # never queue a run twice: skip what finished or is still queued / running
+                busy = {(st.run, st.state) for st in table_status(table_id, table, seeds, log_root / table_id)
+                        if st.state in ("finished", "running")}
+                skip = {run for run, _ in busy}
+                mine = [r for r in checked if r.table == table_id and (r.row, r.seed) not in skip]
+                if skip:
+                    print(f"[kmexp] {table_id}: skipping {len(skip)} runs that finished or are queued/running")
+                if not mine:
+                    continue
                 records = submit(mine, args.launcher, log_root / table_id)
                 print(f"[kmexp] {table_id}: submitted {len(records)} jobs ({records[0]['job_id']} ...); "
                       f"job ids in {log_root / table_id / 'jobs.jsonl'}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def is_fresh(run_dir: Path) -> bool:
     """True when ``run_dir`` holds only what Hydra writes before a job starts."""
-    return run_dir.is_dir() and all(e.name == ".hydra" or e.suffix == ".log" for e in run_dir.iterdir())
+    return run_dir.is_dir() and all(e.name in (".hydra", ".kmexp_attempt") or e.suffix == ".log" for e in run_dir.iterdir())
 
 
 def discard_if_fresh(run_dir: Path, log_root: Path | None = None) -> bool:

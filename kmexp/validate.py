@@ -36,6 +36,18 @@ def validate_config(cfg: DictConfig, hardware: bool = True) -> None:
         check_hardware(cfg)
 
 
+def in_local_multirun() -> bool:
+    """True inside a job of a ``-m`` sweep run by Hydra's basic launcher (in this process)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return hc.mode == RunMode.MULTIRUN and hc.runtime.choices.get("hydra/launcher") in ("local", "basic")
+    except Exception:  # noqa: BLE001 - not inside a Hydra job
+        return False
+
+
 def _datamodule_class(cfg: DictConfig):
     target = OmegaConf.select(cfg, "dataset.datamodule._target_")
     if not target:
@@ -106,7 +118,17 @@ def _check_devices(cfg: DictConfig) -> None:
 
 def check_hardware(cfg: DictConfig) -> None:
     """What only the machine that trains can check (not a login node that submits)."""
+    import os
+
     import torch
+
+    from kmexp.distributed import world_size_of
+
+    world = world_size_of(cfg.trainer) or 1
+    if world > 1 and in_local_multirun() and not os.environ.get("SLURM_NTASKS"):
+        # Lightning starts the other DDP ranks by re-running this command line, i.e. the whole sweep
+        raise ConfigError(f"a {world}-process DDP run cannot be part of a local -m sweep: run it as one command, "
+                          "or submit the sweep (kmexp.reproduce --launcher slurm | submitit_local)")
 
     accel = cfg.trainer.get("accelerator")
     if accel in ("gpu", "cuda") and not torch.cuda.is_available():

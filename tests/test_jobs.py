@@ -105,6 +105,9 @@ def test_submit_returns_then_status_then_collect_through_submitit_local(tmp_path
         time.sleep(5)
     assert "km_table1: 2 runs: 2 finished, 0 running, 0 failed, 0 missing" in status
 
+    again = run_cli(["km_table1", *common, "--launcher", "submitit_local"], tmp_path, module="kmexp.reproduce")
+    assert "skipping 2 runs" in again.stdout and "submitted" not in again.stdout  # never queued twice
+
     summaries = [json.loads(p.read_text()) for p in (logs / "km_table1").rglob("summary.json")]
     assert sorted(s["provenance/job_id"] for s in summaries) == sorted(r["job_id"] for r in records)
     assert {s["provenance/launcher"] for s in summaries} == {"kmexp.jobs/submitit_local"}
