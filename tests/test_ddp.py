@@ -47,7 +47,7 @@ def single_process_test(module_cls, summary: dict, run_dir: Path) -> dict:
     cfg = OmegaConf.create(summary["config"])
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+                         enable_model_summary=False, default_root_dir=run_dir / "single_process")
     return trainer.test(module, datamodule=datamodule, verbose=False)[0]
 
 
