@@ -13,13 +13,34 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Paper rows -> (trainable components, method config). TKM-1 and TBL-1 are rows, not methods:
+# a method plus overrides (kmexp/methods/__init__.py).
 METHODS = {
-    "full": (["convolution", "implicit", "classifier"], []),
-    "bl": (["implicit", "classifier"], []),
-    "km": (["implicit", "explicit", "classifier"], ["kernel_modulator"]),
-    "tkm1": (["explicit", "classifier"], ["kernel_modulator"]),
-    "tbl1": (["classifier"], []),
+    "full": (["convolution", "implicit", "classifier"], {"name": "full"}),
+    "bl": (["implicit", "classifier"], {"name": "bl"}),
+    "km": (["implicit", "explicit", "classifier"], {"name": "km"}),
+    "tkm1": (["explicit", "classifier"], {"name": "km", "components": ["explicit", "classifier"]}),
+    "tbl1": (["classifier"], {"name": "last_layer", "norm_stats": "update"}),
 }
+
+# Former method names that were paper-row labels -> the method + overrides that replace them.
+ROWS = {
+    "tkm1": ["method=km", "method.components=[explicit,classifier]"],
+    "tkm2": ["method=km"],
+    "tbl2": ["method=full"],
+    "nc": ["method=bl"],
+    "tbl1": ["method=last_layer", "method.norm_stats=update"],
+    "sb_patch_last": ["method=sb_patch", "method.train_classifier=true"],
+    "dw_patch_last": ["method=dw_patch", "method.train_classifier=true"],
+    "last_layer_bn_stats": ["method=last_layer", "method.norm_stats=update"],
+    "rbd": ["method=full", "optim=rbd"],
+}
+
+
+def row(name: str) -> list[str]:
+    """The overrides of a table row's method (a method name or a former row label)."""
+    return ROWS.get(name, [f"method={name}"])
+
 
 # Overrides that make any run tiny: small batches, two steps, CSV logging only.
 TINY = [
@@ -36,11 +57,10 @@ TINY = [
 
 
 def model_cfg(method: str = "km", backbone: str = "resnet32", num_classes: int = 10, **extra) -> dict:
-    comps, inject = METHODS[method]
     cfg = {
         "backbone": {"name": backbone},
         "num_classes": num_classes,
-        "method": {"name": method, "components": comps, "inject": inject},
+        "method": dict(METHODS[method][1]),
         "modulator": {"activation": "tanh", "init": "default", "depth": 2, "init_std": 1e-3},
         "sharing": {"strategy": "none"},
     }

@@ -7,7 +7,7 @@ from torch import nn
 
 from kmexp.errors import ConfigError
 from kmexp.models import build_backbone
-from kmexp.rbd import RandomBasesDescent, RBDConfig, build_rbd_optimizer, random_bases, rbd_parameter_counts
+from kmexp.optim.rbd import RandomBasesDescent, RBDConfig, build_rbd_optimizer, random_bases, rbd_parameter_counts
 
 
 def tiny_net() -> nn.Module:

@@ -1,9 +1,14 @@
 """Optimizers and learning-rate schedules from plain config (configs/optim/*.yaml).
 
-Keys: ``name`` (sgd | adam | adamw), ``lr``, ``weight_decay``, ``momentum``,
+Keys: ``name`` (sgd | adam | adamw | rmsprop | rbd), ``lr``, ``weight_decay``, ``momentum``,
 ``nesterov``, ``betas``, ``eps`` (Adam/AdamW); ``scheduler``: ``{name: none | multistep | cosine, ...}``
 stepped once per epoch. ``milestones`` are epochs. ``rmsprop`` (``alpha``, ``eps``, ``momentum``) and the
 ``exponential`` schedule (``gamma`` per ``every_epochs``, stepped per step) are model patches' (Sec. 5).
+``rbd`` is Random Bases Descent (KM Table I, LD row; :mod:`kmexp.optim.rbd`): SGD inside a
+random subspace of ``dim`` dimensions, with ``seed`` and ``chunk_size`` (configs/optim/rbd.yaml).
+
+Weight decay is ``weight_decay`` except where an injected module declares its own
+(:class:`kmexp.components.InjectedModule`: kernel modulators get none).
 """
 
 from __future__ import annotations
@@ -12,10 +17,16 @@ import torch
 
 from kmexp.errors import ConfigError
 
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rbd")
+
 
 def build_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
     name = cfg.get("name", "sgd")
     lr = cfg["lr"]
+    if name == "rbd":
+        from kmexp.optim.rbd import build_rbd_optimizer
+
+        return build_rbd_optimizer([p for g in param_groups for p in g["params"]], cfg)
     wd = cfg.get("weight_decay", 0.0)
     if name == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, momentum=cfg.get("momentum", 0.9),
@@ -27,7 +38,17 @@ def build_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimize
     if name == "rmsprop":  # model patches Sec. 5 (TF-slim's RMSProp: decay 0.9, momentum 0.9, epsilon 1.0)
         return torch.optim.RMSprop(param_groups, lr=lr, alpha=cfg.get("alpha", 0.9), eps=cfg.get("eps", 1.0),
                                    momentum=cfg.get("momentum", 0.9), weight_decay=wd)
-    raise ConfigError(f"optim.name={name!r} is not one of ['sgd', 'adam', 'adamw', 'rmsprop']")
+    raise ConfigError(f"optim.name={name!r} is not one of {list(OPTIMIZERS)}")
+
+
+def optimizer_summary(model, cfg: dict) -> dict:
+    """Summary figures the optimizer changes: under RBD ``params/trainable`` is the subspace
+    dimension d (KM Table I, LD row), see :func:`kmexp.optim.rbd.rbd_parameter_counts`."""
+    if cfg.get("name") != "rbd":
+        return {}
+    from kmexp.optim.rbd import rbd_parameter_counts
+
+    return rbd_parameter_counts(model, cfg["dim"])
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
@@ -69,30 +90,31 @@ def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
 
 
-def param_groups(named_params, tags: dict[str, set[str]], cfg: dict, **group_options) -> list[dict]:
+def param_groups(named_params, decay: dict[str, float], cfg: dict, **group_options) -> list[dict]:
     """Optimizer groups of the trainable ``(name, parameter)`` pairs.
 
-    Kernel modulators (``explicit``) get ``modulator_weight_decay`` (default 0: decay would
-    pull them from the identity they start at, KM Eq. 4); with ``no_weight_decay_1d`` biases
-    and norm parameters get none either (the timm/ConvNeXt recipe). ``group_options`` (e.g.
-    ``lr``) go into every group.
+    ``decay`` maps names to the weight decay their module declares
+    (:func:`kmexp.components.weight_decay_overrides`; kernel modulators: 0, KM Eq. 4);
+    with ``no_weight_decay_1d`` biases and norm parameters get none either (the
+    timm/ConvNeXt recipe). ``group_options`` (e.g. ``lr``) go into every group.
     """
     skip_1d = cfg.get("no_weight_decay_1d", False)
-    regular, modulators, one_d = [], [], []
+    regular, one_d = [], []
+    declared: dict[float, list] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
-        if "explicit" in tags.get(name, ()):
-            modulators.append(p)
+        if name in decay:
+            declared.setdefault(decay[name], []).append(p)
         elif skip_1d and p.ndim <= 1:
             one_d.append(p)
         else:
             regular.append(p)
-    groups = (
+    groups = [
         {"params": regular, **group_options},
-        {"params": modulators, "weight_decay": cfg.get("modulator_weight_decay", 0.0), **group_options},
+        *({"params": ps, "weight_decay": wd, **group_options} for wd, ps in declared.items()),
         {"params": one_d, "weight_decay": 0.0, **group_options},
-    )
+    ]
     return [g for g in groups if g["params"]]
 
 

@@ -1,4 +1,4 @@
-"""TinyTL lite residual modules (Cai et al. 2020, Sec. 3.2; the TTL row of KM Table II).
+"""TinyTL-L+B (Cai et al. 2020, Sec. 3.2; the TTL row of KM Table II): lite residual modules.
 
 TinyTL-L+B freezes the backbone weights and trains biases ("B") plus lite residual
 modules ("L") added beside each residual block's main branch:
@@ -16,7 +16,8 @@ Design choices here (TinyTL's code attaches the module to ProxylessNAS MBConv bl
 
 - **Where.** The branch reads the block input and is added to the main branch before the
   block's shortcut sum (and before ResNet's final ReLU), exactly as TinyTL adds it to the
-  MBConv. For ResNet blocks (torchvision ``BasicBlock``/``Bottleneck``, kmexp's CIFAR
+  MBConv. For ResNet blocks (torchvision ``BasicBlock``/``Bottleneck``, and any block
+  that names its shortcut attribute in ``lite_residual_slot``, like kmexp's CIFAR
   ``BasicBlock``) it is attached to the shortcut slot: ``shortcut(x) + R(x)`` is summed
   with the main branch by the block's unchanged forward. For torchvision's MobileNetV2
   ``InvertedResidual`` it wraps the main branch ``conv``: ``conv(x) + R(x)``.
@@ -33,8 +34,9 @@ Design choices here (TinyTL's code attaches the module to ProxylessNAS MBConv bl
 - **Norm.** ``norm="auto"`` uses GroupNorm when the backbone has GroupNorm layers (the
   paper's GN ResNet-50; TinyTL also uses GN) and BatchNorm otherwise.
 
-The branch module inherits :class:`kmexp.components.LiteResidualMarker`, so its
-parameters are tagged ``lite_residual``; the wrapped shortcut keeps its own tags.
+The branch module is a :class:`kmexp.components.InjectedModule`, so its parameters are
+tagged ``lite_residual`` (its biases also ``bias``); the wrapped shortcut keeps its own tags.
+Options: ``method.lite_residual`` (configs/method/tinytl.yaml).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kmexp.components import LiteResidualMarker
+from kmexp.components import InjectedModule
 from kmexp.errors import ConfigError
+from kmexp.methods.base import Method, register_method
 
 NORMS = ("auto", "group", "batch")
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}
@@ -66,8 +69,10 @@ def _norm(kind: str, channels: int, gn_groups: int, affine: bool = True) -> nn.M
     return nn.BatchNorm2d(channels, affine=affine)
 
 
-class LiteResidual(LiteResidualMarker, nn.Module):
+class LiteResidual(InjectedModule):
     """The branch R of one block: pool -> k x k group conv -> norm -> act -> 1x1 conv -> norm * scale -> upsample."""
+
+    component = "lite_residual"
 
     def __init__(
         self,
@@ -136,14 +141,13 @@ def _insertion_point(block: nn.Module) -> tuple[str, int, int, int] | None:
     from torchvision.models.resnet import BasicBlock as TVBasic
     from torchvision.models.resnet import Bottleneck as TVBottleneck
 
-    from kmexp.models.resnet_cifar import BasicBlock as CifarBasic
-
     if isinstance(block, TVBottleneck):
         return "downsample", block.conv1.in_channels, block.conv3.out_channels, block.stride
     if isinstance(block, TVBasic):
         return "downsample", block.conv1.in_channels, block.conv2.out_channels, block.stride
-    if isinstance(block, CifarBasic):
-        return "shortcut", block.conv1.in_channels, block.conv2.out_channels, block.conv1.stride[0]
+    slot = getattr(type(block), "lite_residual_slot", None)
+    if slot is not None:  # a backbone's own block names the attribute to wrap (e.g. kmexp's CIFAR BasicBlock)
+        return slot, block.conv1.in_channels, block.conv2.out_channels, block.conv1.stride[0]
     if isinstance(block, InvertedResidual):
         return "conv", _first_conv(block.conv).in_channels, block.out_channels, block.stride
     return None
@@ -184,3 +188,18 @@ def add_lite_residuals(model: nn.Module, norm: str = "auto", **options) -> int:
 
 def lite_residual_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for m in model.modules() if isinstance(m, LiteResidual) for p in m.parameters())
+
+
+@register_method("tinytl")
+class TinyTL(Method):
+    """Frozen weights; lite residual modules ("L"), every bias including the normalization
+    betas ("B") and the classifier train."""
+
+    components = ("lite_residual", "bias", "classifier")
+
+    def __init__(self, lite_residual: dict | None = None, **common):
+        super().__init__(**common)
+        self.lite_residual = dict(lite_residual or {})
+
+    def inject(self, model: nn.Module, model_cfg: dict) -> None:
+        add_lite_residuals(model, **self.lite_residual)

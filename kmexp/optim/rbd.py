@@ -20,8 +20,10 @@ Where the KM paper is silent we follow Gressmann et al.'s recipe and code
 (graphcore-research/random-bases): one subspace for the whole network (no
 compartments), coordinates reset to zero at every step, plain SGD in the subspace
 (no momentum, constant learning rate). Bases are normalised to exactly unit length (the
-original divides Gaussian vectors by sqrt(D), their expected length). ``momentum`` and ``weight_decay`` are
-accepted so that ``method=rbd`` also runs with the ResNet SGD config: weight decay
+original divides Gaussian vectors by sqrt(D), their expected length). RBD is an optimizer
+(``optim=rbd``, configs/optim/rbd.yaml), not a method: it moves whatever the method
+trains (``method=full`` for the LD row). ``momentum`` and ``weight_decay`` are
+accepted so that it also runs with a ResNet SGD schedule: weight decay
 is added to the gradient *before* the projection (the step stays in the subspace);
 momentum is heavy-ball on the projected steps (the velocity then mixes recent
 subspaces, as in the original code's optional momentum).
@@ -41,7 +43,7 @@ from kmexp.errors import ConfigError
 
 @dataclass(frozen=True)
 class RBDConfig:
-    """Method options ``method.rbd`` (configs/method/rbd.yaml).
+    """RBD's own options in the optim section (configs/optim/rbd.yaml).
 
     Attributes:
         dim: d, the dimension of the random subspace (KM Table I, LD: 8.0 K).
@@ -55,21 +57,18 @@ class RBDConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or self.dim < 1:
-            raise ConfigError(f"method.rbd.dim={self.dim!r} must be a positive integer")
+            raise ConfigError(f"optim.dim={self.dim!r} must be a positive integer")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
-            raise ConfigError(f"method.rbd.chunk_size={self.chunk_size!r} must be a positive integer")
+            raise ConfigError(f"optim.chunk_size={self.chunk_size!r} must be a positive integer")
         if not isinstance(self.seed, int):
-            raise ConfigError(f"method.rbd.seed={self.seed!r} must be an integer")
+            raise ConfigError(f"optim.seed={self.seed!r} must be an integer")
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> RBDConfig:
-        cfg = dict(cfg or {})
-        unknown = set(cfg) - {"dim", "seed", "chunk_size"}
-        if unknown:
-            raise ConfigError(f"unknown method.rbd option(s): {sorted(unknown)}")
-        if "dim" not in cfg:
-            raise ConfigError("method.rbd needs 'dim' (the random subspace dimension d)")
-        return cls(**cfg)
+    def from_optim(cls, optim_cfg: dict) -> RBDConfig:
+        """The RBD keys of the optim section (the others are the SGD step's)."""
+        if optim_cfg.get("dim") is None:
+            raise ConfigError("optim=rbd needs optim.dim (the random subspace dimension d)")
+        return cls(**{k: optim_cfg[k] for k in ("dim", "seed", "chunk_size") if k in optim_cfg})
 
 
 def chunk_seed(seed: int, step: int, chunk: int) -> int:
@@ -159,17 +158,14 @@ class RandomBasesDescent(torch.optim.Optimizer):
         return loss
 
 
-def build_rbd_optimizer(params: list[nn.Parameter], optim_cfg: dict, rbd_cfg: dict) -> RandomBasesDescent:
-    """The optimizer of ``method=rbd``: ``optim.lr`` / ``momentum`` / ``weight_decay`` + ``method.rbd``."""
-    rbd = RBDConfig.from_dict(rbd_cfg)
-    if optim_cfg.get("name", "sgd") != "sgd" or optim_cfg.get("nesterov", False):
-        raise ConfigError(
-            f"method=rbd steps with SGD inside the random subspace; optim.name={optim_cfg.get('name')!r} "
-            f"(nesterov={optim_cfg.get('nesterov', False)}) is not supported: use optim=rbd"
-        )
+def build_rbd_optimizer(params: list[nn.Parameter], optim_cfg: dict) -> RandomBasesDescent:
+    """``optim=rbd``: ``lr`` / ``momentum`` / ``weight_decay`` of the SGD step + ``dim``, ``seed``, ``chunk_size``."""
+    rbd = RBDConfig.from_optim(optim_cfg)
+    if optim_cfg.get("nesterov", False):
+        raise ConfigError("optim=rbd steps with plain SGD inside the random subspace: optim.nesterov is not supported")
     numel = sum(p.numel() for p in params)
     if rbd.dim > numel:
-        raise ConfigError(f"method.rbd.dim={rbd.dim} exceeds the {numel:,} trainable weights")
+        raise ConfigError(f"optim.dim={rbd.dim} exceeds the {numel:,} trainable weights")
     return RandomBasesDescent(params, lr=optim_cfg["lr"], dim=rbd.dim, seed=rbd.seed, chunk_size=rbd.chunk_size,
                               momentum=optim_cfg.get("momentum", 0.0), weight_decay=optim_cfg.get("weight_decay", 0.0))
 
