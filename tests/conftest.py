@@ -42,6 +42,21 @@ def row(name: str) -> list[str]:
     return ROWS.get(name, [f"method={name}"])
 
 
+def method_config(name: str) -> dict:
+    """configs/method/<yaml>.yaml with a row's method overrides applied (``row(name)``)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    cfg = None
+    for override in row(name):
+        key, value = override.split("=", 1)
+        if key == "method":
+            cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "method" / f"{value}.yaml"))
+        elif key.startswith("method."):
+            cfg[key.removeprefix("method.")] = yaml.safe_load(value.replace(",", ", "))
+    return cfg
+
+
 # Overrides that make any run tiny: small batches, two steps, CSV logging only.
 TINY = [
     "logger=csv",

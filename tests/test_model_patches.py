@@ -14,10 +14,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from kmexp.components import component_counts, count_parameters, parameters_of, tag_parameters
 from kmexp.lit.classification import ClassificationModule
-from kmexp.methods import build_model
+from kmexp.methods import build_model, parse_method
 from kmexp.models import build_backbone
 from kmexp.optim import build_optimizer, build_scheduler
-from tests.conftest import REPO
+from tests.conftest import REPO, method_config
 
 PAPER = REPO / "results" / "paper"
 MP_METHODS = ("sb_patch", "sb_patch_last", "dw_patch", "dw_patch_last", "last_layer", "last_layer_bn_stats")
@@ -32,7 +32,8 @@ def paper(table: str, row: str, column: str) -> float:
 
 
 def method_cfg(name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml"))
+    """A method config; former row labels (sb_patch_last, ...) as method + options (tests/conftest.py)."""
+    return method_config(name)
 
 
 def rounded_like_paper(ours: int, printed: float, rel: float) -> bool:
@@ -251,14 +252,9 @@ def test_rmsprop_and_exponential_decay_per_two_and_a_half_epochs():
 
 
 def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from tests.test_configs import compose_cfg
 
-    from kmexp.config import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=overrides)
+    return compose_cfg(overrides)
 
 
 def rows_of(table: str) -> set[str]:
@@ -282,15 +278,15 @@ def test_presets_cover_every_row_of_tables_2_3_4_5_6():
     [
         ("mp_table2/sb_only_random_last_flowers", "sb_patch", ["implicit"], "update"),
         ("mp_table2/last_layer_cars", "last_layer", ["classifier"], "frozen"),
-        ("mp_table6/last_layer_bn_stats_aircraft", "last_layer_bn_stats", ["classifier"], "update"),
-        ("mp_table6/last_layer_bn_stats_sb_cifar100", "sb_patch_last", ["implicit", "classifier"], "update"),
-        ("mp_table3/sb_last_layer", "sb_patch_last", ["implicit", "classifier"], "update"),
+        ("mp_table6/last_layer_bn_stats_aircraft", "last_layer", ["classifier"], "update"),
+        ("mp_table6/last_layer_bn_stats_sb_cifar100", "sb_patch", ["implicit", "classifier"], "update"),
+        ("mp_table3/sb_last_layer", "sb_patch", ["implicit", "classifier"], "update"),
     ],
 )
 def test_presets_follow_the_paper(experiment, method, components, norm_stats):
     cfg = compose([f"experiment={experiment}"])
-    assert cfg.method.name == method and list(cfg.method.components) == components
-    assert cfg.method.norm_stats == norm_stats
+    parsed = parse_method(OmegaConf.to_container(cfg.method, resolve=True))
+    assert parsed.name == method and list(parsed.components) == components and parsed.norm_stats == norm_stats
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.scheduler.gamma) == ("rmsprop", 0.045, 0.98)
     table = experiment.split("/")[0]
     if table == "mp_table2":

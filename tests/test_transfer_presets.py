@@ -6,8 +6,10 @@ import shlex
 import subprocess
 
 import pytest
+from omegaconf import OmegaConf
 
-from tests.conftest import REPO
+from kmexp.methods import parse_method
+from tests.conftest import REPO, row
 from tests.test_configs import EXPERIMENTS, compose_cfg
 
 DATASETS = ("aircraft", "cars", "flowers", "food")
@@ -45,7 +47,9 @@ def test_presets_follow_section_iv_b(table):
             assert cfg.trainer.max_epochs == 50
             assert cfg.optim.name == "adam" and cfg.optim.scheduler.name == "cosine"
             assert cfg.optim.lr == pytest.approx(lrs[dataset])
-            assert cfg.method.name == method and list(cfg.method.components) == COMPONENTS[method]
+            parsed = parse_method(OmegaConf.to_container(cfg.method, resolve=True))
+            assert f"method={parsed.name}" == row(method)[0]  # rows are methods + overrides (tests/conftest.py)
+            assert list(parsed.components) == COMPONENTS[method]
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
