@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from kmexp.components import count_parameters
 from kmexp.errors import PatchError
-from kmexp.methods import build_model
+from kmexp.methods import build_model, parse_method
 from kmexp.patches import apply_patch, export_patch, read_patch
 from kmexp.storage import MB, storage_report
 from tests.test_configs import compose_cfg
@@ -27,7 +27,7 @@ def trained_tkm2(tmp_path_factory):
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     path = export_patch(model, tmp_path_factory.mktemp("patch") / "patch.safetensors", "tkm2",
-                        list(cfg.method.components), backbone="resnet50", dataset="aircraft")
+                        list(parse_method(cfg.method).components), backbone="resnet50", dataset="aircraft")
     return model.eval(), path
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kmexp.components import validate_components
@@ -75,10 +76,12 @@ class Method:
         return f"{type(self).__name__}(name={self.name!r}, components={list(self.components)}, norm_stats={self.norm_stats!r})"
 
 
-def parse_method(cfg: dict | Method) -> Method:
+def parse_method(cfg: dict | DictConfig | Method) -> Method:
     """The method of a ``method`` config section: ``name`` plus the method's options."""
     if isinstance(cfg, Method):
         return cfg
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     options = dict(cfg)
     name = options.pop("name", None)
     if name is None:
