@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from kmexp.config import register_resolvers
+from kmexp.methods import parse_method
 from tests.conftest import REPO, run_cli, summaries
 
 pytest.importorskip("learn2learn")
@@ -98,7 +99,7 @@ def test_table3_presets_follow_mamls_recipe(method, column):
         == MAML_RECIPES[column]
     assert m.test_inner_lr == m.inner_lr and m.first_order is False and m.num_test_tasks == 600
     assert cfg.lightning_module == "fewshot" and cfg.method.name == method
-    assert list(cfg.method.inner_components) == INNER[method] and list(m.outer_components) == OUTER
+    assert list(parse_method(cfg.method).inner_components) == INNER[method] and list(m.outer_components) == OUTER
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.scheduler.name) == ("adam", 1e-3, "none")
     assert cfg.trainer.max_epochs * m.iterations_per_epoch == 60_000
     omniglot = column.startswith("omniglot")
