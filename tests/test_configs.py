@@ -18,7 +18,7 @@ EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) 
 register_resolvers()
 
 
-def _former_row_overrides(overrides) -> list[str]:
+def former_row_overrides(overrides) -> list[str]:
     """Presets that still select a former row-label method (tkm1, tbl1, rbd, ...) get the
     method + overrides that replace it (tests/conftest.py ROWS). Scaffolding until every
     preset names a method; it changes nothing for a preset that does."""
@@ -34,7 +34,7 @@ def _former_row_overrides(overrides) -> list[str]:
 
 def compose_cfg(overrides):
     overrides = list(overrides)
-    extra = _former_row_overrides(overrides)
+    extra = former_row_overrides(overrides)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*extra, *overrides])
     if "rbd" in cfg.method:  # former method.rbd options are optim=rbd's
