@@ -2,7 +2,7 @@
 
 Each :class:`Table` names its rows by experiment preset (``configs/experiment/...``) and
 the file of the paper's numbers in ``results/paper/`` whose ``row`` ids match ``Row.key``.
-``kmexp.results`` aggregates sweeps into these tables.
+``kmexp.reporting.results`` aggregates sweeps into these tables.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Table:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     note: str = ""
     mini: tuple[str, ...] = ("dataset=digits",)  # extra overrides of the mini profile (bundled data)
-    plot: str | None = None  # figure kind drawn by kmexp.plots ("bar", "params", "ablation", ...)
+    plot: str | None = None  # figure kind drawn by kmexp.reporting.plots ("bar", "params", "ablation", ...)
     x_label: str | None = None  # for plot="scaling": what the rows' x values are
     exclude_from_all: bool = False  # e.g. tables that are themselves small-data variants
     paper_column: str = "accuracy"  # the column of results/paper/<paper_table>.csv with the rows' accuracy
@@ -272,7 +272,7 @@ def _optimum(paper_csv: str, paper_row: str, column: str) -> float | None:
     import csv
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "results" / "paper" / f"{paper_csv}.csv"
+    path = Path(__file__).resolve().parents[2] / "results" / "paper" / f"{paper_csv}.csv"
     if path.is_file():
         for r in csv.DictReader(path.open()):
             if r["row"] == paper_row and r["column"] == column and r["value"]:

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from kmexp.tables import TABLES  # noqa: E402
+from kmexp.reporting.tables import TABLES  # noqa: E402
 
 
 def _float(v: str | None) -> float | None:
