@@ -2,7 +2,7 @@
 
 import sys
 
-from kmexp.reporting.reproduce import main
+from kmexp.reporting.reproduce import entry as main
 
 if __name__ == "__main__":
     sys.exit(main())

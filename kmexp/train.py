@@ -190,22 +190,9 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-def with_dataset_recipe(cfg: DictConfig) -> DictConfig:
-    """Recompose with the dataset's recipe in front of the command line (see kmexp.config)."""
-    from kmexp.config import recipe_overrides
-
-    task = list(HydraConfig.get().overrides.task)
-    extra = recipe_overrides(cfg, task)
-    if not extra:
-        return cfg
-    log.info("dataset %s recipe: %s", cfg.dataset.name, " ".join(extra))
-    return hydra.compose(config_name="train", overrides=[*extra, *task])
-
-
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        cfg = with_dataset_recipe(cfg)
         summary = run(cfg)
         return summary["test/acc"]
     except KmexpError as e:

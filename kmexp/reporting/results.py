@@ -1,9 +1,10 @@
-"""Gather a sweep's ``summary.json`` files into a table beside the paper's numbers.
+"""Gather the runs' ``summary.json`` files into a table beside the paper's numbers.
 
-    python -m kmexp.results km_table1 logs/train            # writes results/km_table1.md/.csv
-    python -m kmexp.results km_table1_digits logs/train --out results/digits
+    python -m kmexp.results table1 logs/reproduce/runs        # writes results/table1.md/.csv
+    python -m kmexp.results table1_digits logs/reproduce/runs --out results/digits
 
-Rows are experiment presets (``experiment_name`` in each summary); cells report
+Each (row, seed) cell reads the run its training configuration resolves to
+(``<runs dir>/<run identity>/summary.json``, :mod:`kmexp.reporting.runs`); cells report
 mean +- std over seeds (sample std), the number of finished runs, and the paper's
 value from ``results/paper/<paper_table>.csv``. Failed runs and missing seeds are
 listed under the table. Nothing here needs W&B.
@@ -73,37 +74,41 @@ def _as_dict(overrides) -> dict[str, str]:
     return dict(o.split("=", 1) for o in overrides or () if "=" in o)
 
 
-def runs_of_row(table: Table, row, summaries: list[dict]) -> list[dict]:
-    """Summaries of ``row``: same experiment, and the same values for every override key
-    that some row of that experiment uses (absent keys must be absent)."""
-    keys = {k for r in table.rows if r.experiment == row.experiment for k in _as_dict(r.overrides)}
-    want = _as_dict(row.overrides)
+def cell_summaries(cells, runs_dir: str | Path) -> list[dict]:
+    """The summary of each cell's run (``runs_dir/<run_id>/summary.json``), tagged with the cell's row;
+    cells whose run has no summary yet are left out (reported as missing seeds)."""
     out = []
-    for s in summaries:
-        if s.get("experiment") != row.experiment:
+    for cell in cells:
+        path = Path(runs_dir) / cell.run_id / "summary.json"
+        if not path.is_file():
             continue
-        have = _as_dict(s.get("overrides"))
-        if all(have.get(k) == want.get(k) for k in keys):
-            out.append(s)
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            s = {"status": "failed", "error": f"unreadable summary: {e}"}
+        out.append({**s, "row": cell.row, "seed": cell.seed, "_path": str(path)})
     return out
+
+
+def runs_of_row(row, summaries: list[dict]) -> list[dict]:
+    """Summaries of ``row`` (tagged by :func:`cell_summaries`)."""
+    return [s for s in summaries if s.get("row") == row.key]
 
 
 def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str]]:
     """One dict per table row (with per-metric mean/std and counts) and a list of problems."""
     rows, problems = [], []
     for row in table.rows:
-        runs = runs_of_row(table, row, summaries)
+        runs = runs_of_row(row, summaries)
         finished = [s for s in runs if s.get("status") == "finished"]
         failed = [s for s in runs if s.get("status") != "finished"]
         for s in failed:
-            problems.append(f"{row.experiment} seed {s.get('seed')}: failed: {s.get('error', 'unknown error')}")
+            problems.append(f"{row.key} seed {s.get('seed')}: failed: {s.get('error', 'unknown error')}")
         seeds = {s.get("seed") for s in finished}
         missing = [sd for sd in table.seeds if sd not in seeds]
         if missing:
-            problems.append(f"{row.experiment}: missing seeds {missing}")
-        where = row.experiment + (" " + " ".join(row.overrides) if row.overrides else "")
-        problems = [p.replace(f"{row.experiment}:", f"{where}:", 1) if p.startswith(f"{row.experiment}:") else p
-                    for p in problems]
+            where = f"experiment={row.experiment}" + "".join(" " + o for o in row.overrides)
+            problems.append(f"{row.key} ({where}): missing seeds {missing}")
         cell = {"row": row.key, "label": row.label, "experiment": row.experiment, "n": len(finished),
                 "overrides": " ".join(row.overrides), "x": row.x}
         for metric in table.metrics:
@@ -171,15 +176,12 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
     return "\n".join(lines) + "\n", records
 
 
-def write_table(table_id: str, sweep_dir: str | Path, out_dir: str | Path, provenance: str = "",
+def write_table(table_id: str, cells, runs_dir: str | Path, out_dir: str | Path, provenance: str = "",
                 table: Table | None = None) -> Path:
-    """Aggregate ``sweep_dir`` into ``out_dir/<table_id>.md`` and ``.csv`` (``table`` overrides
-    the registered definition, e.g. a subset of rows or seeds)."""
-    if table is None:
-        if table_id not in TABLES:
-            raise SystemExit(f"error: unknown table {table_id!r}; choose from {sorted(TABLES)}")
-        table = TABLES[table_id]
-    rows, problems = aggregate(table, collect(sweep_dir))
+    """Aggregate the runs of ``cells`` (under ``runs_dir``) into ``out_dir/<table_id>.md`` and ``.csv``
+    (``table`` overrides the registered definition, e.g. a subset of rows or seeds)."""
+    table = table or TABLES[table_id]
+    rows, problems = aggregate(table, cell_summaries(cells, runs_dir))
     text, records = render(table, rows, problems, provenance)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,13 +197,13 @@ def write_table(table_id: str, sweep_dir: str | Path, out_dir: str | Path, prove
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table", help=f"one of {sorted(TABLES)}")
-    p.add_argument("sweep_dir", help="directory holding the runs' summary.json files")
+    p.add_argument("runs_dir", help="directory of the run directories (<logs>/runs of kmexp.reproduce)")
     p.add_argument("--out", default=str(REPO / "results"), help="output directory (default: results/)")
     p.add_argument("--provenance", default="", help="a line saying what ran (data, epochs, seeds, hardware)")
     p.add_argument("--seeds", default=None, help="the seeds the sweep was meant to run (default: the table's 5)")
     args = p.parse_args(argv)
-    if not Path(args.sweep_dir).is_dir():
-        print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+    if not Path(args.runs_dir).is_dir():
+        print(f"error: {args.runs_dir} is not a directory", file=sys.stderr)
         return 1
     if args.table not in TABLES:
         print(f"error: unknown table {args.table!r}; choose from {sorted(TABLES)}", file=sys.stderr)
@@ -209,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     table = TABLES[args.table]
     if args.seeds:
         table = dataclasses.replace(table, seeds=tuple(int(s) for s in args.seeds.split(",")))
-    md = write_table(args.table, args.sweep_dir, args.out, args.provenance, table=table)
+    from kmexp.reporting.runs import plan
+
+    cells = plan(args.table, table, list(table.seeds))
+    md = write_table(args.table, cells, args.runs_dir, args.out, args.provenance, table=table)
     print(md.read_text())
     print(f"[kmexp] wrote {md} and {md.with_suffix('.csv')}")
     return 0

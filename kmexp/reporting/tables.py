@@ -1,8 +1,12 @@
-"""Paper tables as data: which experiment presets form the rows, which metrics to report.
+"""Paper tables as data: which runs form the rows, which metrics to report.
 
-Each :class:`Table` names its rows by experiment preset (``configs/experiment/...``) and
-the file of the paper's numbers in ``results/paper/`` whose ``row`` ids match ``Row.key``.
-``kmexp.reporting.results`` aggregates sweeps into these tables.
+A table is one file: its column (or the whole table) is one experiment preset holding what
+the rows share (``configs/experiment/<folder>/<name>.yaml``), and each :class:`Row` is that
+preset plus the Hydra overrides that make the row (``method=km``, ``backbone.depth=8``).
+Table ids start with their preset folder (``table1``, ``table2_cars``, ``ks_fig3_cifar10``), so
+``python -m kmexp.reproduce table2`` runs every table of that folder. ``results/paper/`` holds the
+paper's numbers, whose ``row`` ids match ``Row.key``. ``kmexp.reporting.reproduce`` trains each
+distinct run once (``kmexp.reporting.runs``) and ``kmexp.reporting.results`` aggregates them.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Row:
-    """One cell group of a table: an experiment preset plus optional extra overrides.
+    """One cell group of a table: an experiment preset plus the overrides that make the row.
 
     Attributes:
         key: row id (also the default row id in results/paper/<paper_table>.csv).
-        experiment: configs/experiment/<experiment>.yaml.
+        experiment: configs/experiment/<experiment>.yaml (the column's preset).
         label: shown in the table (default: key upper-cased).
-        overrides: extra Hydra overrides that define the row (e.g. ``backbone.depth=8``);
-            a run belongs to the row when its experiment and these overrides match.
+        overrides: Hydra overrides that define the row (e.g. ``method=km``, ``backbone.depth=8``);
+            ``python -m kmexp.train experiment=<experiment> <overrides>`` trains one cell.
         x: the row's position on a figure's x axis (depth, width ...).
         paper: (row, column) of the paper's number in the paper CSV, when it differs from
             (key, the table's paper_column); None means the paper prints nothing for it.
@@ -44,7 +48,7 @@ class Table:
     rows: tuple[Row, ...]
     paper_table: str | None = None
     paper_label: str = "paper"
-    paper_column: str = "accuracy"
+    paper_column: str = "accuracy"  # the column of results/paper/<paper_table>.csv with the rows' accuracy
     metrics: tuple[str, ...] = ("test/acc", "test/recovered_accuracy_ratio", "params/trainable", "params/total")
     metric_labels: dict = field(default_factory=lambda: {
         "test/acc": "accuracy (%)",
@@ -59,7 +63,6 @@ class Table:
     plot: str | None = None  # figure kind drawn by kmexp.reporting.plots ("bar", "params", "ablation", ...)
     x_label: str | None = None  # for plot="scaling": what the rows' x values are
     exclude_from_all: bool = False  # e.g. tables that are themselves small-data variants
-    paper_column: str = "accuracy"  # the column of results/paper/<paper_table>.csv with the rows' accuracy
 
 
 TABLES: dict[str, Table] = {}
@@ -69,17 +72,20 @@ def register(table_id: str, table: Table) -> None:
     TABLES[table_id] = table
 
 
+_TABLE1 = "table1/cifar10"
+_KM_ROW = ("method=km", "save_init_checkpoint=true")  # init.ckpt: Fig. 3A's modulated weights before training
+_REF = "reference_accuracy=0.928"  # the fully trained ResNet-32's 92.8% (Sec. IV-A) for the other networks
 register(
-    "km_table1",
+    "table1",
     Table(
         title="Kernel Modulation Table I: ResNet-32 trained from scratch on CIFAR-10",
         rows=(
-            Row("full", "table1/full", "Fully trained ResNet-32"),
-            Row("bl", "table1/bl", "BL"),
-            Row("km", "table1/km", "KM"),
-            Row("sn", "table1/sn", "SN (small ResNet)"),
-            Row("ld", "table1/ld", "LD (RBD, ResNet-8)"),
-            Row("tbn", "table1/tbn", "TBN (ResNet-110)"),
+            Row("full", _TABLE1, "Fully trained ResNet-32", ("method=full",)),
+            Row("bl", _TABLE1, "BL", ("method=bl",)),
+            Row("km", _TABLE1, "KM", _KM_ROW),
+            Row("sn", _TABLE1, "SN (small ResNet)", ("method=full", "backbone=resnet8_w5_projection", _REF)),
+            Row("ld", _TABLE1, "LD (RBD, ResNet-8)", ("method=rbd", "optim=rbd", "backbone=resnet8_tf", _REF)),
+            Row("tbn", _TABLE1, "TBN (ResNet-110)", ("method=bl", "backbone=resnet110", _REF)),
         ),
         paper_table="km_table1",
         paper_label="paper, CIFAR-10",
@@ -90,13 +96,13 @@ register(
 )
 
 register(
-    "km_table1_digits",
+    "table1_digits",
     Table(
         title="Table I rows on the bundled digits data (pipeline check, not a reproduction)",
         rows=(
-            Row("full", "digits/table1_full", "Fully trained ResNet-32"),
-            Row("bl", "digits/table1_bl", "BL"),
-            Row("km", "digits/table1_km", "KM"),
+            Row("full", "table1/digits", "Fully trained ResNet-32", ("method=full",)),
+            Row("bl", "table1/digits", "BL", ("method=bl",)),
+            Row("km", "table1/digits", "KM", ("method=km", "save_init_checkpoint=true")),
         ),
         paper_table="km_table1",
         paper_label="paper, CIFAR-10 — a different dataset",
@@ -109,13 +115,16 @@ register(
     ),
 )
 
+# Fig. 5: Table I's KM cell with one modulator setting changed (Sec. IV-D: "following the same training
+# schedule"); the default setting (tanh, default init, depth 2) is Table I's KM run itself.
 _FIG5 = (
-    [Row(f"activation_{a}", f"fig5/activation_{a}", f"activation {a}") for a in ("tanh", "sin", "leaky_relu", "relu")]
-    + [Row(f"init_{i}", f"fig5/init_{i}", f"init {i}") for i in ("default", "orthogonal", "diagonal")]
-    + [Row(f"depth_{d}", f"fig5/depth_{d}", f"depth {d}") for d in (1, 2, 5, 10, 20, 50)]
+    [Row(f"activation_{a}", _TABLE1, f"activation {a}", (*_KM_ROW, f"modulator.activation={a}"))
+     for a in ("tanh", "sin", "leaky_relu", "relu")]
+    + [Row(f"init_{i}", _TABLE1, f"init {i}", (*_KM_ROW, f"modulator.init={i}")) for i in ("default", "orthogonal", "diagonal")]
+    + [Row(f"depth_{d}", _TABLE1, f"depth {d}", (*_KM_ROW, f"modulator.depth={d}")) for d in (1, 2, 5, 10, 20, 50)]
 )
 register(
-    "km_fig5",
+    "fig5",
     Table(
         title="Kernel Modulation Fig. 5: modulator ablations (ResNet-32, CIFAR-10)",
         rows=tuple(_FIG5),
@@ -130,36 +139,74 @@ register(
 # dataset, so each dataset is its own table here (paper_column picks the CSV column). Mini profile:
 # bundled digits, random weights, small inputs.
 _MP_MINI = ("dataset=digits", "++backbone.pretrained=false", "++dataset.datamodule.image_size=32")
+_MP_TABLE2_ROWS = (("last_layer", "Last layer", "last_layer"), ("sb_last_layer", "S/B + last layer", "sb_patch_last"),
+                   ("sb_only_random_last", "S/B only (random last)", "sb_patch"), ("all_ours", "All", "full"))
 for _ds, _title in (("flowers", "Flowers"), ("cars", "Cars"), ("aircraft", "Aircraft")):
     register(
         f"mp_table2_{_ds}",
         Table(
             title=f"Model patches Table 2: InceptionV3 transfer learning, {_title}",
-            rows=(
-                Row("last_layer", f"mp_table2/last_layer_{_ds}", "Last layer"),
-                Row("sb_last_layer", f"mp_table2/sb_last_layer_{_ds}", "S/B + last layer"),
-                Row("sb_only_random_last", f"mp_table2/sb_only_random_last_{_ds}", "S/B only (random last)"),
-                Row("all_ours", f"mp_table2/all_ours_{_ds}", "All"),
-            ),
+            rows=tuple(Row(key, "mp_table2/inception_v3", label, (f"dataset={_ds}_mp", f"method={method}"))
+                       for key, label, method in _MP_TABLE2_ROWS),
             paper_table="mp_table2",
             paper_column=f"{_ds}_accuracy",
             plot="params",
             mini=(*_MP_MINI, "++backbone.input_size=75"),  # InceptionV3 needs at least 75x75
         ),
     )
+def _mp_dataset(ds: str) -> tuple[str, ...]:
+    """The model-patches dataset at MobileNetV2's 224x224 (CIFAR-100's config sets its own size)."""
+    return (f"dataset={ds}_mp",) if ds == "cifar100" else (f"dataset={ds}_mp", "++dataset.datamodule.image_size=224")
+
+
 for _ds, _title in (("flowers", "Flowers"), ("aircraft", "Aircraft"), ("cars", "Stanford Cars"), ("cifar100", "CIFAR-100")):
     register(
         f"mp_table6_{_ds}",
         Table(
             title=f"Model patches Table 6: batch-norm statistics in last-layer fine-tuning (MobileNetV2), {_title}",
             rows=(
-                Row("last_layer", f"mp_table6/last_layer_{_ds}", "Last layer (statistics frozen)"),
-                Row("last_layer_bn_stats", f"mp_table6/last_layer_bn_stats_{_ds}", "+ statistics re-estimated"),
-                Row("last_layer_bn_stats_sb", f"mp_table6/last_layer_bn_stats_sb_{_ds}", "+ scales and biases"),
+                Row("last_layer", "mp_transfer", "Last layer (statistics frozen)", (*_mp_dataset(_ds), "method=last_layer")),
+                Row("last_layer_bn_stats", "mp_transfer", "+ statistics re-estimated",
+                    (*_mp_dataset(_ds), "method=last_layer_bn_stats")),
+                Row("last_layer_bn_stats_sb", "mp_transfer", "+ scales and biases", (*_mp_dataset(_ds), "method=sb_patch_last")),
             ),
             paper_table="mp_table6",
             paper_column=_ds,
             mini=(*_MP_MINI, "++backbone.input_size=32"),
+        ),
+    )
+# Fig. 3 (accuracy vs. trainable parameters) and Figs. 8/9 (accuracy vs. learning rate): every approach at
+# five initial learning rates, one table per dataset. MobileNetV2 rows use Table 6's recipe, InceptionV3 rows
+# Table 2's (it has no depthwise convolutions; no CIFAR-100 column). The cells at lr 0.045 are Tables 2 and 6's runs.
+MP_FIG3_LRS = ("0.0045", "0.01423", "0.045", "0.1423", "0.45")  # "0.0045 to 0.45": five rates sqrt(10) apart
+_MP_FIG3_APPROACHES = {
+    "mobilenet_v2": (("last_layer", "last_layer"), ("sb_only", "sb_patch"), ("sb_last_layer", "sb_patch_last"),
+                     ("dw_only", "dw_patch"), ("dw_last_layer", "dw_patch_last"), ("all", "full")),
+    "inception_v3": (("last_layer", "last_layer"), ("sb_only_random_last", "sb_patch"),
+                     ("sb_last_layer", "sb_patch_last"), ("all_ours", "full")),
+}
+for _ds in ("flowers", "cars", "aircraft", "cifar100"):
+    _rows = []
+    for _net, _approaches in _MP_FIG3_APPROACHES.items():
+        if _net == "inception_v3" and _ds == "cifar100":
+            continue
+        _data = _mp_dataset(_ds) if _net == "mobilenet_v2" else (f"dataset={_ds}_mp",)
+        _preset = "mp_transfer" if _net == "mobilenet_v2" else "mp_table2/inception_v3"
+        _rows += [Row(f"{_net}_{key}_lr{lr}", _preset, f"{_net} {key}, lr {lr}", (*_data, f"method={method}", f"optim.lr={lr}"),
+                      x=float(lr), series=f"{_net} {key}", paper=None)
+                  for key, method in _approaches for lr in MP_FIG3_LRS]
+    register(
+        f"mp_fig3_{_ds}",
+        Table(
+            title=f"Model patches Fig. 3 / Figs. 8-9: accuracy vs. learning rate and trainable parameters, {_ds}",
+            rows=tuple(_rows),
+            metrics=("test/acc", "params/trainable", "params/total"),
+            metric_labels={"test/acc": "accuracy (%)", "params/trainable": "# trainable", "params/total": "# total"},
+            paper_table="mp_fig3",
+            plot="scaling",
+            x_label="initial learning rate",
+            note="The paper prints no values for these figures (results/paper/mp_fig3.csv has the sweep's range).",
+            mini=(*_MP_MINI, "++backbone.input_size=75"),  # InceptionV3 needs at least 75x75
         ),
     )
 register(
@@ -167,10 +214,10 @@ register(
     Table(
         title="Model patches Table 3 (right): ImageNet from a random MobileNetV2",
         rows=(
-            Row("last_layer", "mp_table3/last_layer", "Last layer"),
-            Row("sb_last_layer", "mp_table3/sb_last_layer", "S/B + last layer"),
-            Row("sb_only", "mp_table3/sb_only", "S/B only"),
-            Row("all_params", "mp_table3/all_params", "All params"),
+            Row("last_layer", "mp_table3/imagenet", "Last layer", ("method=last_layer",)),
+            Row("sb_last_layer", "mp_table3/imagenet", "S/B + last layer", ("method=sb_patch_last",)),
+            Row("sb_only", "mp_table3/imagenet", "S/B only", ("method=sb_patch",)),
+            Row("all_params", "mp_table3/imagenet", "All params", ("method=full",)),
         ),
         paper_table="mp_table3",
         paper_column="random_to_imagenet_top1",
@@ -186,7 +233,7 @@ for _row, _label, _places in (("sb_patch_last_layer", "S/B patch + last layer", 
         f"mp_table4_{_row}",
         Table(
             title=f"Model patches Table 4: multi-task MobileNetV2 on ImageNet and Places-365, private {_label.lower()}",
-            rows=(Row(_row, f"mp_table4/{_row}", _label),),
+            rows=(Row(_row, "mp_table4/multitask", _label, (f"multitask={_row}",)),),
             metrics=("test/imagenet/acc", "test/places365/acc", "params/total"),
             metric_labels={"test/imagenet/acc": "ImageNet (%)", "test/places365/acc": "Places-365 (%)",
                            "params/total": "# total"},
@@ -203,8 +250,8 @@ register(
     Table(
         title="Model patches Table 4: independently trained MobileNetV2s",
         rows=(
-            Row("independent", "mp_table4/independent_imagenet", "ImageNet"),
-            Row("independent_places365", "mp_table4/independent_places365", "Places-365",
+            Row("independent", "mp_table4/independent", "ImageNet", ("dataset=imagenet",)),
+            Row("independent_places365", "mp_table4/independent", "Places-365", ("dataset=places365",),
                 paper=("independent", "places365")),
         ),
         paper_table="mp_table4",
@@ -216,7 +263,8 @@ register(
     "mp_table5",
     Table(
         title="Model patches Table 5: one MobileNetV2 at 5 resolutions (ImageNet)",
-        rows=(Row("sb_patch", "mp_table5/sb_patch", "S/B patch"), Row("all_shared", "mp_table5/all_shared", "All shared")),
+        rows=(Row("sb_patch", "mp_table5/multires", "S/B patch", ("multitask=sb_patch",)),
+              Row("all_shared", "mp_table5/multires", "All shared", ("multitask=all_shared",))),
         metrics=(*(f"test/res{r}/acc" for r in _RES), "params/total"),
         metric_labels={**{f"test/res{r}/acc": f"{r}x{r} (%)" for r in _RES}, "params/total": "# total"},
         paper_table="mp_table5",
@@ -231,8 +279,9 @@ register(
     "mp_table5_independent",
     Table(
         title="Model patches Table 5: independently trained MobileNetV2s per resolution (ImageNet)",
-        rows=tuple(Row(f"independent_res{r}", f"mp_table5/independent_res{r}", f"{r}x{r}",
-                       paper=("independent", f"res{r}")) for r in _RES),
+        rows=tuple(Row(f"independent_res{r}", "mp_table4/independent", f"{r}x{r}",
+                       ("dataset=imagenet", f"dataset.datamodule.image_size={r}"), paper=("independent", f"res{r}"))
+                   for r in _RES),
         paper_table="mp_table5",
         mini=("dataset=digits", "++dataset.datamodule.image_size=32"),
     ),
@@ -250,11 +299,13 @@ register(
     "ks_table1",
     Table(
         title="Kernel sharing Table 1: iso-parameter ConvMixers on CIFAR-10",
-        rows=(
-            Row("baseline_128_4", "ks_table1/baseline_128_4", "ConvMixer-128/4"),
-            Row("shared_283_4", "ks_table1/shared_283_4", "Kernel-shared ConvMixer-283/4"),
-            Row("baseline_128_8", "ks_table1/baseline_128_8", "ConvMixer-128/8"),
-            Row("shared_410_8", "ks_table1/shared_410_8", "Kernel-shared ConvMixer-410/8"),
+        rows=tuple(
+            Row(f"{kind}_{dim}_{depth}", "ks_table1/convmixer", label,
+                (f"sharing={'none' if kind == 'baseline' else 'kernels2'}", f"backbone.dim={dim}", f"backbone.depth={depth}"))
+            for kind, dim, depth, label in (("baseline", 128, 4, "ConvMixer-128/4"),
+                                            ("shared", 283, 4, "Kernel-shared ConvMixer-283/4"),
+                                            ("baseline", 128, 8, "ConvMixer-128/8"),
+                                            ("shared", 410, 8, "Kernel-shared ConvMixer-410/8"))
         ),
         metrics=_KS_METRICS,
         metric_labels=_KS_LABELS,
@@ -264,8 +315,9 @@ register(
     ),
 )
 
-_KS_FIG3_SERIES = (("baseline", "baseline", "baseline"), ("kernels2", "two_kernel", "2 kernels"),
-                   ("kernels4", "four_kernel", "4 kernels"), ("kernels8", "eight_kernel", "8 kernels"))
+# (row prefix, sharing config, paper row, label)
+_KS_FIG3_SERIES = (("baseline", "none", "baseline", "baseline"), ("kernels2", "kernels2", "two_kernel", "2 kernels"),
+                   ("kernels4", "kernels4", "four_kernel", "4 kernels"), ("kernels8", "kernels8", "eight_kernel", "8 kernels"))
 
 
 def _optimum(paper_csv: str, paper_row: str, column: str) -> float | None:
@@ -284,13 +336,13 @@ def _depth_rows(study: str, dataset: str, series, depths, skip=()) -> tuple[Row,
     """Rows of a depth sweep (KS Figs. 3 and 5): one per (series, depth); the paper's number
     sits on the row at the optimum depth the text states."""
     rows = []
-    for exp, paper_row, label in series:
+    for exp, sharing, paper_row, label in series:
         best = _optimum(study, paper_row, f"{dataset}_optimum_depth")
         for depth in depths:
             if (exp, depth) in skip:
                 continue
-            rows.append(Row(f"{exp}_d{depth}", f"{study}/{dataset}_{exp}", f"{label}, depth {depth}",
-                            overrides=(f"backbone.depth={depth}",), x=depth, series=label,
+            rows.append(Row(f"{exp}_d{depth}", f"{study}/{dataset}", f"{label}, depth {depth}",
+                            overrides=(f"sharing={sharing}", f"backbone.depth={depth}"), x=depth, series=label,
                             paper=(paper_row, f"{dataset}_accuracy") if best == depth else None))
     return tuple(rows)
 
@@ -317,9 +369,9 @@ register(
     Table(
         title="Kernel sharing Fig. 4: iso-depth ConvMixer-C/20, CIFAR-100",
         rows=tuple(
-            Row(f"{_exp}_c{_c}", f"ks_fig4/{_exp}", f"{_exp}, C={_c}", overrides=(f"backbone.dim={_c}",), x=_c,
-                series=_exp, paper=None)
-            for _exp in ("baseline", "shared") for _c in range(128, 1153, 128)
+            Row(f"{_exp}_c{_c}", "ks_fig4/cifar100", f"{_exp}, C={_c}",
+                overrides=(f"sharing={_sharing}", f"backbone.dim={_c}"), x=_c, series=_exp, paper=None)
+            for _exp, _sharing in (("baseline", "none"), ("shared", "kernels2")) for _c in range(128, 1153, 128)
         ),
         metrics=_KS_METRICS,
         metric_labels=_KS_LABELS,
@@ -331,8 +383,10 @@ register(
     ),
 )
 
-_KS_FIG5_SERIES = (("baseline", "baseline", "baseline"), ("stages_all", "ks_all_stages", "shared: all stages"),
-                   ("stages_23", "ks_stage23", "shared: stages 2-3"), ("stages_3", "ks_stage3", "shared: stage 3"))
+_KS_FIG5_SERIES = (("baseline", "none", "baseline", "baseline"),
+                   ("stages_all", "stages_all", "ks_all_stages", "shared: all stages"),
+                   ("stages_23", "stages_23", "ks_stage23", "shared: stages 2-3"),
+                   ("stages_3", "stages_3", "ks_stage3", "shared: stage 3"))
 for _ds in ("cifar10", "cifar100"):
     register(
         f"ks_fig5_{_ds}",
@@ -356,17 +410,20 @@ for _ds in ("cifar10", "cifar100"):
 # cited from other networks (NC-2: TinyTL's), so the NC cell shows NC-2 and TTL shows TinyTL's row.
 _TRANSFER_MINI = ("dataset=digits", "++backbone.pretrained=false", "dataset.datamodule.batch_size=2",
                   "++dataset.datamodule.eval_batch_size=2")
+# Paper-row names live here, not as method aliases: NC is the BL method (implicit + classifier),
+# TKM-2 is KM, TBL-2 trains every parameter (full).
 for _ds in ("aircraft", "cars", "flowers", "food"):
+    _cell = (f"dataset={_ds}",)
     register(
-        f"km_table2_{_ds}",
+        f"table2_{_ds}",
         Table(
             title=f"Kernel Modulation Table II: ResNet-50 transfer learning, {_ds}",
             rows=(
-                Row("nc", f"table2/nc_{_ds}", "NC (implicit + classifier)", paper=("nc2", _ds)),
-                Row("ttl", f"table2/tinytl_{_ds}", "TTL (TinyTL-L+B)"),
-                Row("tkm1", f"table2/tkm1_{_ds}", "TKM-1"),
-                Row("tkm2", f"table2/tkm2_{_ds}", "TKM-2"),
-                Row("tbl2", f"table2/tbl2_{_ds}", "TBL-2"),
+                Row("nc", "transfer", "NC (implicit + classifier)", (*_cell, "method=bl"), paper=("nc2", _ds)),
+                Row("ttl", "transfer", "TTL (TinyTL-L+B)", (*_cell, "method=tinytl")),
+                Row("tkm1", "transfer", "TKM-1", (*_cell, "method=tkm1")),
+                Row("tkm2", "transfer", "TKM-2", (*_cell, "method=km")),
+                Row("tbl2", "transfer", "TBL-2", (*_cell, "method=full")),
             ),
             metrics=("test/acc", "params/trainable", "params/trainable_pct", "patch/bytes"),
             metric_labels={"test/acc": "accuracy (%)", "params/trainable": "# trainable",
@@ -377,12 +434,12 @@ for _ds in ("aircraft", "cars", "flowers", "food"):
         ),
     )
     register(
-        f"km_fig4_{_ds}",
+        f"fig4_{_ds}",
         Table(
             title=f"Kernel Modulation Fig. 4: accuracy vs trainable parameters, {_ds}",
-            rows=tuple(Row(m, f"fig4/{m}_{_ds}", m.upper(), paper=(m, _ds)
+            rows=tuple(Row(m, "transfer", m.upper(), (*_cell, f"method={method}"), paper=(m, _ds)
                            if m in ("tkm1", "tkm2", "tbl2") else None)
-                       for m in ("tbl1", "tkm1", "tkm2", "tbl2")),
+                       for m, method in (("tbl1", "tbl1"), ("tkm1", "tkm1"), ("tkm2", "km"), ("tbl2", "full"))),
             metrics=("test/acc", "params/trainable", "params/trainable_pct"),
             metric_labels={"test/acc": "accuracy (%)", "params/trainable": "# trainable",
                            "params/trainable_pct": "trainable %"},
@@ -402,10 +459,10 @@ for _setting, _title in (("omniglot_20w1s", "Omniglot 20-way 1-shot"), ("omniglo
                          ("miniimagenet_5w1s", "mini-ImageNet 5-way 1-shot"),
                          ("miniimagenet_5w5s", "mini-ImageNet 5-way 5-shot")):
     register(
-        f"km_table3_{_setting}",
+        f"table3_{_setting}",
         Table(
             title=f"Kernel Modulation Table III: {_title}",
-            rows=tuple(Row(m, f"table3/{m}_{_setting}", m.upper(), paper=(_FEWSHOT_PAPER_ROW[m], _setting))
+            rows=tuple(Row(m, f"table3/{_setting}", m.upper(), (f"method={m}",), paper=(_FEWSHOT_PAPER_ROW[m], _setting))
                        for m in ("maml", "anil", "km")),
             metrics=("test/acc", "test/acc_ci95", "params/inner_loop", "params/outer_loop"),
             metric_labels={"test/acc": "accuracy (%)", "test/acc_ci95": "95% CI", "params/inner_loop": "# inner loop",

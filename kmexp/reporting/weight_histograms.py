@@ -1,7 +1,7 @@
 """Kernel Modulation Fig. 3: distributions of convolution weights before and after KM training.
 
     python -m kmexp.weight_histograms --km-run RUN_DIR [--full-run RUN_DIR] [--layers 'layer3.*']
-    python -m kmexp.weight_histograms --sweep logs/table1 --seed 0   # Table I's km and full runs
+    python -m kmexp.weight_histograms --runs logs/reproduce/runs --seed 0   # Table I's km and full runs
 
 Fig. 3 of the paper (ResNet-32, CIFAR-10): A, before KM training the modulated weights
 preserve the random convolution weights; B, after KM training the modulated weights have
@@ -11,7 +11,7 @@ shown for comparison. Read from checkpoints:
 - random convolution weights: the frozen ``parametrizations.weight.original`` of the KM run;
 - modulated weights before / after KM training: ``conv.weight`` (= g(W; U), Eq. 3) of the
   KM run's ``checkpoints/init.ckpt`` (written with ``save_init_checkpoint=true``, as the
-  table1/km preset does) and ``checkpoints/last.ckpt``;
+  Table I's km row does) and ``checkpoints/last.ckpt``;
 - fully trained weights: ``conv.weight`` of a full run's ``checkpoints/last.ckpt``.
 
 Each network is rebuilt from its checkpoint's hyperparameters, so the modulated weights are
@@ -23,6 +23,7 @@ and the statistics of each distribution beside it (``.json``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 import sys
@@ -155,37 +156,42 @@ def plot(series: dict[str, torch.Tensor], out: Path, title: str = "", bins: int 
     return out
 
 
-def find_run(sweep: Path, experiment: str, seed: int) -> Path:
-    """The run directory of a finished run of ``experiment`` with ``seed`` under ``sweep``."""
-    for path in sorted(Path(sweep).rglob("summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if s.get("status") == "finished" and s.get("experiment") == experiment and s.get("seed") == seed:
-            return path.parent
-    raise KmexpError(f"no finished run of experiment={experiment} seed={seed} under {sweep}")
+def find_run(runs: Path, table_id: str, row: str, seed: int, extra: list[str] = ()) -> Path:
+    """The run directory of ``table_id``'s ``row`` with ``seed`` under ``runs`` (``<logs>/runs`` of
+    ``kmexp.reproduce``; ``extra``: the overrides it ran with, e.g. the mini profile's)."""
+    from kmexp.reporting.runs import plan
+    from kmexp.reporting.tables import TABLES
+
+    if table_id not in TABLES or row not in {r.key for r in TABLES[table_id].rows}:
+        raise KmexpError(f"no row {row!r} in table {table_id!r}")
+    table = TABLES[table_id]
+    cell = plan(table_id, dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key == row)), [seed],
+                extra=extra)[0]
+    path = Path(runs) / cell.run_id
+    if not (path / "summary.json").is_file():
+        raise KmexpError(f"no run of {table_id}/{row} seed={seed} under {runs} (expected {path})")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Kernel Modulation Fig. 3: weight distributions before/after KM training")
     p.add_argument("--km-run", type=Path, default=None, help="run dir of a KM run saved with save_init_checkpoint=true")
     p.add_argument("--full-run", type=Path, default=None, help="run dir of a fully trained run of the same backbone")
-    p.add_argument("--sweep", type=Path, default=None,
-                   help="instead of run dirs: find the runs of --km-experiment / --full-experiment under this dir")
-    p.add_argument("--seed", type=int, default=0, help="with --sweep: the seed of the runs (default 0)")
-    p.add_argument("--km-experiment", default="table1/km")
-    p.add_argument("--full-experiment", default="table1/full")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="instead of run dirs: the runs dir of kmexp.reproduce holding --table's km and full rows")
+    p.add_argument("--table", default="table1", help="with --runs: the table whose km and full rows to read")
+    p.add_argument("--seed", type=int, default=0, help="with --runs: the seed of the runs (default 0)")
     p.add_argument("--layers", default="*", help="comma-separated glob patterns of conv names (default: every conv)")
     p.add_argument("--out", type=Path, default=None, help="PNG path (default: <km-run>/fig3_weights.png)")
-    args = p.parse_args(argv)
-    if (args.km_run is None) == (args.sweep is None):
-        p.error("give either --km-run (and optionally --full-run) or --sweep")
+    args, extra = p.parse_known_args(argv)
+    extra = [e for e in extra if e != "--"]  # the overrides the runs were launched with
+    if (args.km_run is None) == (args.runs is None):
+        p.error("give either --km-run (and optionally --full-run) or --runs")
     try:
         km_run, full_run = args.km_run, args.full_run
-        if args.sweep is not None:
-            km_run = find_run(args.sweep, args.km_experiment, args.seed)
-            full_run = find_run(args.sweep, args.full_experiment, args.seed)
+        if args.runs is not None:
+            km_run = find_run(args.runs, args.table, "km", args.seed, extra)
+            full_run = find_run(args.runs, args.table, "full", args.seed, extra)
         series = collect(km_run, full_run, args.layers.split(","))
     except KmexpError as e:
         print(f"error: {e}", file=sys.stderr)
