@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from kmexp.plots import plot_table
-from kmexp.tables import TABLES
+from kmexp.reporting.plots import plot_table
+from kmexp.reporting.tables import TABLES
 
 
 def _fake_csv(path, table, acc=0.5):

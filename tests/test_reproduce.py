@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from kmexp.reproduce import main
-from kmexp.tables import TABLES
+from kmexp.reporting.reproduce import main
+from kmexp.reporting.tables import TABLES
 from tests.conftest import run_cli
 
 

@@ -4,7 +4,7 @@ import csv
 import json
 import statistics
 
-from kmexp.results import main, write_table
+from kmexp.reporting.results import main, write_table
 
 
 def _write(root, experiment, seed, acc, status="finished", ratio=None, trainable=7944):

@@ -16,7 +16,7 @@ from kmexp.methods import build_model
 from kmexp.models import build_backbone
 from kmexp.models.resnet_cifar import CifarResNet
 from kmexp.rbd import rbd_parameter_counts
-from kmexp.tables import TABLES
+from kmexp.reporting.tables import TABLES
 from tests.conftest import REPO, TINY, run_cli, summaries
 from tests.test_configs import compose_cfg
 

@@ -8,7 +8,7 @@ from kmexp.components import count_parameters
 from kmexp.errors import PatchError
 from kmexp.methods import build_model
 from kmexp.patches import apply_patch, export_patch, read_patch
-from kmexp.storage import MB, storage_report
+from kmexp.reporting.storage import MB, storage_report
 from tests.test_configs import compose_cfg
 
 

@@ -8,9 +8,9 @@ into the convolutions, safetensors, float32) and the task patch a run exports
 N networks versus one base network plus N patches. MB = 10^6 bytes, as in the paper
 (23.5 M parameters x 4 bytes = 94 MB).
 
-    python -m kmexp.storage logs/table2/<run dir> [...]          # patches of finished runs
-    python -m kmexp.storage --experiment table2/tkm2_aircraft     # a preset, untrained
-    python -m kmexp.storage --experiment table2/tkm2_cars --tasks 100 --json storage.json
+    python -m kmexp.storage logs/reproduce/runs/<run id> [...]   # patches of finished runs
+    python -m kmexp.storage --cell table2_aircraft/tkm2           # a table cell's model, untrained
+    python -m kmexp.storage --cell table2_cars/tkm2 --tasks 100 --json storage.json
 
 Sizes do not depend on weight values, so models are rebuilt with
 ``backbone.pretrained=false`` (no ImageNet weights needed).
@@ -105,6 +105,17 @@ def report_for_experiment(experiment: str, n_tasks: int = 100, overrides: list[s
     return {"run": experiment, "method": cfg.method.name, "dataset": cfg.dataset.name, **report}
 
 
+def report_for_cell(cell: str, n_tasks: int) -> dict:
+    """:func:`report_for_experiment` of a table row (``table2_cars/tkm2``: its preset and overrides)."""
+    from kmexp.reporting.tables import TABLES
+
+    table_id, _, key = cell.partition("/")
+    rows = {r.key: r for r in TABLES[table_id].rows} if table_id in TABLES else {}
+    if key not in rows:
+        raise KmexpError(f"unknown table cell {cell!r}; give TABLE/ROW, e.g. table2_cars/tkm2")
+    return {**report_for_experiment(rows[key].experiment, n_tasks, list(rows[key].overrides)), "run": cell}
+
+
 def average_report(reports: list[dict]) -> dict:
     """Tasks spread evenly over the reports (e.g. the four datasets of Table II): mean patch and network."""
     n = reports[0]["tasks"]
@@ -140,15 +151,15 @@ def format_reports(reports: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dirs", nargs="*", help="finished run directories (summary.json + patch.safetensors)")
-    p.add_argument("--experiment", action="append", default=[], help="an experiment preset (repeatable)")
+    p.add_argument("--cell", action="append", default=[], help="a table row, TABLE/ROW, e.g. table2_cars/tkm2 (repeatable)")
     p.add_argument("--tasks", type=int, default=100, help="number of tasks (paper: 100)")
     p.add_argument("--json", default=None, help="also write the reports to this JSON file")
     args = p.parse_args(argv)
-    if not args.run_dirs and not args.experiment:
-        p.error("give run directories or --experiment")
+    if not args.run_dirs and not args.cell:
+        p.error("give run directories or --cell")
     try:
         reports = [report_for_run(d, args.tasks) for d in args.run_dirs]
-        reports += [report_for_experiment(e, args.tasks) for e in args.experiment]
+        reports += [report_for_cell(c, args.tasks) for c in args.cell]
     except KmexpError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
