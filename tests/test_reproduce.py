@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 
 
 def _plan(out: str) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """run id -> its overrides line, and run id -> the cells it feeds (``table/row``), from a dry run."""
+    """run id -> its overrides line, and run id -> the cells it feeds (``table/row@seed``), from a dry run."""
     runs, feeds, current = {}, {}, None
     for line in out.splitlines():
         if m := re.match(r"run (\w+): (.*)", line):
@@ -20,7 +20,8 @@ def _plan(out: str) -> tuple[dict[str, str], dict[str, list[str]]]:
             assert current not in runs, f"run {current} listed twice"
             runs[current] = m.group(2)
         elif line.startswith("  feeds: "):
-            feeds[current] = line.removeprefix("  feeds: ").split(", ")
+            seed = runs[current].rsplit("seed=", 1)[1]
+            feeds[current] = [f"{c}@{seed}" for c in line.removeprefix("  feeds: ").split(", ")]
     return runs, feeds
 
 
@@ -45,7 +46,7 @@ def test_all_lists_every_run_once_and_every_cell_maps_to_one_run(dry_run_all):
     assert len(fed) == len(set(fed)) == 2 * sum(len(t.rows) for t in in_all.values())  # each cell fed by one run
     assert set(feeds) == set(runs)
     assert f"{len(runs)} unique runs feed {len(fed)} table cells" in dry_run_all
-    by_cell = {c: r for r, cells in feeds.items() for c in cells}
+    by_cell = {c.removesuffix("@0"): r for r, cells in feeds.items() for c in cells if c.endswith("@0")}
     # the same training configuration is one run, whichever tables need it
     assert by_cell["table2_cars/tkm2"] == by_cell["fig4_cars/tkm2"]
     assert by_cell["table1/km"] == by_cell["fig5/activation_tanh"] == by_cell["fig5/depth_2"]
@@ -63,7 +64,7 @@ def test_a_table_lists_its_cells_and_its_distinct_runs(capsys):
     runs, feeds = _plan(out)
     assert "fig5: 13 rows x 1 seeds = 13 cells" in out
     assert len(runs) == 11  # tanh, default init and depth 2 are one configuration (the KM defaults)
-    assert sorted(c for cells in feeds.values() for c in cells) == sorted(f"fig5/{r.key}" for r in TABLES["fig5"].rows)
+    assert sorted(c for cells in feeds.values() for c in cells) == sorted(f"fig5/{r.key}@0" for r in TABLES["fig5"].rows)
     assert "'hydra.sweep.subdir=${kmexp.run_id:}'" in out and "resume=true" in out
 
 

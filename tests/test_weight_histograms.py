@@ -11,7 +11,7 @@ from kmexp.errors import KmexpError
 from kmexp.methods import build_model
 from kmexp.modulation import KernelModulator
 from kmexp.reporting.weight_histograms import AFTER, BEFORE, FULL, RANDOM, collect
-from tests.conftest import TINY, model_cfg, run_cli
+from tests.conftest import model_cfg, run_cli
 
 
 def tiny_cfg(method: str) -> dict:
@@ -97,10 +97,12 @@ def test_plot_command_writes_a_png_and_statistics(runs, tmp_path):
 
 @pytest.mark.slow
 def test_fig3_from_real_tiny_runs(tmp_path):
-    """KM run with save_init_checkpoint=true + full run through the CLI, then the plot found by --sweep."""
-    small = ["backbone=resnet20", *TINY]
-    run_cli(["experiment=digits/table1_km", "save_init_checkpoint=true", *small], tmp_path)
-    run_cli(["experiment=digits/table1_full", *small], tmp_path)
+    """Table I's km (save_init_checkpoint=true) and full rows through kmexp.reproduce, then the plot
+    of the runs found by their table cells (--runs)."""
+    from kmexp.reporting.reproduce import MINI_TRAINER
+
+    run_cli(["table1_digits", "--rows", "km,full", "--seeds", "0", "--profile", "mini", "--logs", str(tmp_path / "logs"),
+             "--out", str(tmp_path / "out"), "--", "backbone=resnet20"], tmp_path, module="kmexp.reproduce")
     km_run = next(p.parent.parent for p in tmp_path.rglob("init.ckpt"))
     assert (km_run / "checkpoints" / "last.ckpt").is_file()
     init = torch.load(km_run / "checkpoints" / "init.ckpt", map_location="cpu", weights_only=True)
@@ -108,8 +110,8 @@ def test_fig3_from_real_tiny_runs(tmp_path):
     key = "net.layer1.0.conv1.parametrizations.weight.0.weights.0"
     assert not torch.equal(init["state_dict"][key], last["state_dict"][key])  # modulators trained
 
-    run_cli(["--sweep", str(tmp_path), "--km-experiment", "digits/table1_km", "--full-experiment",
-             "digits/table1_full"], tmp_path, module="kmexp.reporting.weight_histograms")
+    run_cli(["--runs", str(tmp_path / "logs" / "runs"), "--table", "table1_digits", "--seed", "0", "--",
+             *MINI_TRAINER, "dataset=digits", "backbone=resnet20"], tmp_path, module="kmexp.weight_histograms")
     stats = json.loads((km_run / "fig3_weights.json").read_text())
     assert set(stats) == {RANDOM, BEFORE, AFTER, FULL}
     assert matplotlib.image.imread(km_run / "fig3_weights.png").ndim == 3
