@@ -27,20 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 PAPER_DIR = REPO / "results" / "paper"
 
 
-def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every summary.json under ``sweep_dir`` (unreadable files become failed entries)."""
-    out = []
-    for path in sorted(Path(sweep_dir).rglob("summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            s = {"status": "failed", "error": f"unreadable summary: {e}"}
-        s.setdefault("experiment", (s.get("config") or {}).get("experiment_name"))
-        s["_path"] = str(path)
-        out.append(s)
-    return out
-
-
 def paper_values(paper_table: str, column: str) -> dict[str, tuple[float | None, float | None]]:
     """row -> (value, std) of ``column`` in results/paper/<paper_table>.csv."""
     path = PAPER_DIR / f"{paper_table}.csv"
@@ -68,10 +54,6 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _as_dict(overrides) -> dict[str, str]:
-    return dict(o.split("=", 1) for o in overrides or () if "=" in o)
 
 
 def cell_summaries(cells, runs_dir: str | Path) -> list[dict]:
