@@ -98,6 +98,8 @@ def plan(table_id: str, table, seeds: list[int], profile: list[str] | tuple = ()
     cells = []
     for row in table.rows:
         overrides = merge_overrides([f"experiment={row.experiment}"], row.overrides, profile, extra)
+        # Hydra's own settings (launcher, sweep dirs) name and place a run: not part of its identity
+        overrides = [o for o in overrides if not override_key(o).startswith(("hydra.", "hydra/"))]
         cfg = compose(overrides)
         for seed in seeds:
             with open_dict(cfg):
