@@ -49,7 +49,7 @@ def test_tiny_episodic_run_per_method_through_the_entry_point(tmp_path):
     assert sorted(runs) == ["anil", "km", "maml"]
     for method, s in runs.items():
         assert s["status"] == "finished" and s["dataset"] == "fewshot_glyphs" and s["seed"] == 1
-        assert s["experiment"] == f"glyphs/{method}"
+        assert s["experiment"] == "glyphs/fewshot"  # the chosen preset, derived, never typed
         assert 0.0 <= s["test/acc"] <= 1.0 and s["test/acc_ci95"] >= 0.0
         assert s["test/num_tasks"] == 4.0 and s["global_steps"] == 2
         assert (s["params/inner_loop"], s["params/outer_loop"]) == TINY_COUNTS[method]
