@@ -3,7 +3,7 @@
 Examples::
 
     python -m kmexp.train                                  # KM, ResNet-32, bundled digits
-    python -m kmexp.train experiment=table1/km seed=3      # Table I, KM row
+    python -m kmexp.train experiment=table1/cifar10 method=km seed=3   # Table I, KM cell
     python -m kmexp.train -m method=full,bl,km seed=0,1,2  # a local sweep
     python -m kmexp.train ... resume=true                  # continue from last.ckpt
 

@@ -86,7 +86,7 @@ def collect(km_run: Path, full_run: Path | None, patterns: list[str]) -> dict[st
     if not init_ckpt.is_file():
         raise KmexpError(
             f"{km_run} has no checkpoints/init.ckpt (the KM network before training): train the KM run "
-            f"with save_init_checkpoint=true (experiment=table1/km sets it)"
+            f"with save_init_checkpoint=true (Table I's km row sets it)"
         )
     before, after = load_network(init_ckpt), load_network(km_run / "checkpoints" / "last.ckpt")
     random_before = conv_weights(before, patterns, frozen=True)
