@@ -3,7 +3,7 @@
 Examples::
 
     python -m kmexp.train                                  # KM, ResNet-32, bundled digits
-    python -m kmexp.train experiment=table1/km seed=3      # Table I, KM row
+    python -m kmexp.train experiment=table1/cifar10 method=km seed=3   # Table I, KM cell
     python -m kmexp.train -m method=full,bl,km seed=0,1,2  # a local sweep
     python -m kmexp.train ... resume=true                  # continue from last.ckpt
 
@@ -84,22 +84,9 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-def with_dataset_recipe(cfg: DictConfig) -> DictConfig:
-    """Recompose with the dataset's recipe in front of the command line (see kmexp.config)."""
-    from kmexp.config import recipe_overrides
-
-    task = list(HydraConfig.get().overrides.task)
-    extra = recipe_overrides(cfg, task)
-    if not extra:
-        return cfg
-    log.info("dataset %s recipe: %s", cfg.dataset.name, " ".join(extra))
-    return hydra.compose(config_name="train", overrides=[*extra, *task])
-
-
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        cfg = with_dataset_recipe(cfg)
         summary = run(cfg)
         return summary["test/acc"]
     except KmexpError as e:

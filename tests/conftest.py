@@ -101,3 +101,11 @@ def summaries(log_dir: Path) -> list[dict]:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def cell(table_id: str, row: str) -> list[str]:
+    """The overrides that train one table cell: ``experiment=<preset>`` and the row's overrides."""
+    from kmexp.reporting.tables import TABLES
+
+    [r] = [r for r in TABLES[table_id].rows if r.key == row]
+    return [f"experiment={r.experiment}", *r.overrides]

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, ROWS, run_cli, summaries
-from tests.test_configs import former_row_overrides
+from tests.conftest import REPO, ROWS, cell, run_cli, summaries
 from tests.transfer_fakes import write_cars
 
 pytestmark = pytest.mark.slow
@@ -55,11 +54,11 @@ def test_every_transfer_method_trains_a_resnet50(tmp_path):
 
 def test_preset_on_an_on_disk_dataset_then_patch_storage(tmp_path):
     write_cars(tmp_path / "data", counts={"train": 3, "test": 2})
-    run_cli(["experiment=table2/tkm2_cars", *former_row_overrides(["experiment=table2/tkm2_cars"]), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'data'}",
+    run_cli([*cell("table2_cars", "tkm2"), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'data'}",
              "dataset.datamodule.image_size=32", "dataset.datamodule.num_workers=0",
              "dataset.datamodule.eval_batch_size=2", *ONE_STEP], tmp_path / "logs")
     [s] = summaries(tmp_path / "logs")
-    assert (s["status"], s["experiment"], s["dataset"], s["method"]) == ("finished", "table2/tkm2_cars", "cars", "km")
+    assert (s["status"], s["experiment"], s["dataset"], s["method"]) == ("finished", "transfer", "cars", "km")
     assert s["params/trainable"] == 462_190
     assert s["config"]["optim"]["name"] == "adam" and s["config"]["dataset"]["datamodule"]["label_smoothing"] == 0.7
 
@@ -67,22 +66,21 @@ def test_preset_on_an_on_disk_dataset_then_patch_storage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kmexp.storage", str(run_dir), "--json", str(tmp_path / "storage.json")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| km | cars | 462,190 | 1.87 | 95.65 | 1.95% |" in proc.stdout  # TKM-2 is km
+    assert "| km | cars | 462,190 | 1.87 | 95.65 | 1.95% |" in proc.stdout
     assert "33.9x" in proc.stdout
 
 
 def test_missing_pretrained_weights_stop_with_one_message(tmp_path, monkeypatch):
     env_home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(env_home))  # an empty hub cache
-    proc = run_cli(["experiment=table2/tkm2_flowers", *former_row_overrides(["experiment=table2/tkm2_flowers"]),
-                    *ONE_STEP], tmp_path, check=False)
+    proc = run_cli([*cell("table2_flowers", "tkm2"), *ONE_STEP], tmp_path, check=False)
     assert proc.returncode == 1
     assert f"{env_home}/hub/checkpoints/resnet50-0676ba61.pth" in proc.stderr
     assert "backbone.pretrained=false" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_missing_dataset_stops_with_one_message(tmp_path):
-    proc = run_cli(["experiment=fig4/tbl1_cars", *former_row_overrides(["experiment=fig4/tbl1_cars"]), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'none'}",
+    proc = run_cli([*cell("fig4_cars", "tbl1"), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'none'}",
                     "dataset.datamodule.num_workers=0", *ONE_STEP], tmp_path, check=False)
     assert proc.returncode == 1
     assert f"{tmp_path / 'none' / 'stanford_cars'}" in proc.stderr and "issues/7545" in proc.stderr
