@@ -37,8 +37,8 @@ def job_id() -> str | None:
 
 
 def launcher() -> str:
-    """The Hydra launcher that ran the job (``basic``, ``submitit_slurm`` ...), or ``kmexp.jobs``
-    for runs submitted by ``kmexp.reproduce --launcher slurm|submitit_local``."""
+    """The Hydra launcher that ran the job (``basic``, ``submitit_slurm`` ...), or
+    ``kmexp.reproduce/<launcher>`` for runs submitted by ``kmexp.reproduce --launcher slurm|submitit_local``."""
     if os.environ.get("KMEXP_LAUNCHER"):
         return os.environ["KMEXP_LAUNCHER"]
     try:

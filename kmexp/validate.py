@@ -17,20 +17,19 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from kmexp.errors import ConfigError
-from kmexp.methods import Method
+from kmexp.methods.base import Method, parse_method
 from kmexp.modulation import ModulatorConfig
 from kmexp.schema import check_schema
 
 
 def validate_config(cfg: DictConfig, hardware: bool = True) -> None:
     check_schema(cfg)
-    method = Method.from_dict(OmegaConf.to_container(cfg.method, resolve=True))
-    if method.modulates:
-        ModulatorConfig.from_dict(OmegaConf.to_container(cfg.modulator, resolve=True))
-    if "rbd" in method.extra:
-        from kmexp.rbd import RBDConfig
+    method = parse_method(cfg.method)  # parsed again by the LightningModule; here to check combinations
+    ModulatorConfig.from_dict(OmegaConf.to_container(cfg.modulator, resolve=True))
+    if cfg.optim.get("name") == "rbd":
+        from kmexp.optim.rbd import RBDConfig
 
-        RBDConfig.from_dict(method.extra["rbd"])
+        RBDConfig.from_optim(OmegaConf.to_container(cfg.optim, resolve=True))
     check_combinations(cfg, method)
     if hardware:
         check_hardware(cfg)
@@ -63,12 +62,11 @@ def _datamodule_class(cfg: DictConfig):
 def check_combinations(cfg: DictConfig, method: Method) -> None:
     """Refuse method / module / dataset / trainer combinations that would silently train
     something other than what the command says."""
-    from kmexp.lit import LIGHTNING_MODULES
+    from kmexp.lit import lightning_module_class
 
     module = cfg.get("lightning_module", "classification")
-    if module not in LIGHTNING_MODULES:
-        raise ConfigError(f"lightning_module={module} is not allowed: one of {', '.join(LIGHTNING_MODULES)}")
-    only = method.extra.get("lightning_modules")  # e.g. maml/anil: meta-learning methods
+    lightning_module_class(module)  # refuses unknown names
+    only = method.lightning_modules  # e.g. maml/anil: meta-learning methods
     if only and module not in only:
         raise ConfigError(
             f"method={method.name} means something only with lightning_module={' or '.join(only)}, "

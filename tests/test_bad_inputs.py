@@ -43,7 +43,7 @@ BAD_INPUTS = [
     (["lightning_module=fewshot"], "lightning_module=fewshot needs a few-shot dataset"),
     (["dataset=fewshot_glyphs"], "dataset=fewshot_glyphs yields few-shot tasks: run it with lightning_module=fewshot"),
     (["lightning_module=multitask"], "lightning_module=multitask needs a multitask config"),
-    (["lightning_module=regression"], "lightning_module=regression is not allowed: one of classification"),
+    (["lightning_module=regression"], "lightning_module='regression' is not one of ['classification', 'fewshot', 'multitask']"),
     (["trainer=ddp_sim", "dataset.datamodule.batch_size=33"],
      "dataset.datamodule.batch_size=33 is the global batch and must divide by the 2 devices"),
     (["trainer=ddp_sim", "trainer.sync_batchnorm=true"], "trainer.sync_batchnorm=true needs GPUs"),

@@ -73,7 +73,7 @@ def test_fewshot_ddp_matches_single_process(tmp_path):
     from kmexp.lit.fewshot import FewShotModule
 
     s, run_dir, _ = run_ddp([
-        "experiment=glyphs/km", "backbone.hidden=8", "dataset.datamodule.split=[10,5,5]",
+        "experiment=glyphs/fewshot", "method=km", "backbone.hidden=8", "dataset.datamodule.split=[10,5,5]",
         "meta.iterations_per_epoch=2", "meta.meta_batch_size=2", "meta.num_val_tasks=2",
         "meta.num_test_tasks=5", "meta.query=2", "meta.test_inner_steps=1",
     ], tmp_path)
