@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kmexp.errors import ConfigError
+from kmexp.optim import OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ SCHEMA: dict[str, Rule] = {
                                  "true, false or a number of batches >= 0"),
     "trainer.sync_batchnorm": boolean(),
     # optimizer (configs/optim/, kmexp.optim)
-    "optim.name": one_of("sgd", "adam", "adamw", "rmsprop"),
+    "optim.name": one_of(*OPTIMIZERS),
     "optim.lr": number(0, low_open=True),
     "optim.weight_decay": number(0),
     "optim.modulator_weight_decay": number(0),

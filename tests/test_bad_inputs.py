@@ -22,7 +22,7 @@ BAD_INPUTS = [
     (["optim.lr=fast"], "optim.lr=fast is not allowed: a number > 0"),
     (["optim.momentum=1.5"], "optim.momentum=1.5 is not allowed: a number >= 0 and < 1"),
     (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1 is not allowed: a number >= 0"),
-    (["optim.name=lbfgs"], "optim.name=lbfgs is not allowed: one of sgd, adam, adamw, rmsprop"),
+    (["optim.name=lbfgs"], "optim.name=lbfgs is not allowed: one of sgd, adam, adamw, rmsprop, rbd"),
     (["optim.scheduler.name=step"], "optim.scheduler.name=step is not allowed: one of none, multistep"),
     (["trainer.devices=0"], "trainer.devices=0 is not allowed"),
     (["trainer.num_nodes=0"], "trainer.num_nodes=0 is not allowed: an integer >= 1"),

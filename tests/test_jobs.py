@@ -99,21 +99,23 @@ def test_submit_returns_then_status_then_collect_through_submitit_local(tmp_path
     assert sorted(r["row"] for r in records) == ["bl", "km"] and all(r["job_id"] for r in records)
 
     deadline = started + 600
-    while True:  # the jobs run on without the submitting process
+    while True:  # the jobs run on without the submitting process (status finds them without the overrides)
         status = run_cli(["status", "table1", *common], tmp_path, module="kmexp.reproduce").stdout
         if "0 running" in status or time.time() > deadline:
             break
         time.sleep(5)
     assert "table1: 2 runs: 2 finished, 0 running, 0 failed, 0 missing" in status
 
-    again = run_cli(["table1", *common, "--launcher", "submitit_local"], tmp_path, module="kmexp.reproduce")
+    again = run_cli(["table1", *common, "--launcher", "submitit_local", "--", "backbone=resnet20",
+                     "dataset.datamodule.batch_size=8"], tmp_path, module="kmexp.reproduce")
     assert "skipping 2 runs" in again.stdout and "submitted" not in again.stdout  # never queued twice
 
     summaries = [json.loads(p.read_text()) for p in (logs / "runs").glob("*/summary.json")]
     assert sorted(s["provenance/job_id"] for s in summaries) == sorted(r["job_id"] for r in records)
     assert {s["provenance/launcher"] for s in summaries} == {"kmexp.reproduce/submitit_local"}
 
-    run_cli(["table1", *common, "--collect-only", "--out", str(out)], tmp_path, module="kmexp.reproduce")
+    run_cli(["table1", *common, "--collect-only", "--out", str(out), "--", "backbone=resnet20",
+             "dataset.datamodule.batch_size=8"], tmp_path, module="kmexp.reproduce")
     rows = {r["row"]: r for r in csv.DictReader((out / "table1.csv").open())}
     assert rows["bl"]["runs"] == "1" and rows["km"]["runs"] == "1"
     # ResNet-20: BN 1,376 + classifier 650; KM adds 19 modulators x 162

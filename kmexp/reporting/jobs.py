@@ -264,22 +264,29 @@ class RunStatus:
     detail: str = ""
 
 
-def table_status(cells: list, log_root: Path, jobs: dict[str, dict] | None = None) -> list[RunStatus]:
+def table_status(cells: list, log_root: Path, jobs: dict[str, dict] | None = None,
+                 by_cell: bool = True) -> list[RunStatus]:
     """Per cell of a table (:class:`kmexp.reporting.runs.Cell`): finished / running (or queued) /
     failed (the error's last line) / missing, from ``<log_root>/runs/<identity>/summary.json``
-    and the recorded jobs."""
+    and the recorded jobs. With ``by_cell``, a cell whose own identity was never run reports the
+    latest job submitted for that (table, row, seed), e.g. with extra command-line overrides."""
     jobs = job_records(log_root) if jobs is None else jobs
+    by_cell = {(r.get("table"), r.get("row"), int(r.get("seed", -1))): r for r in jobs.values()}
     out = []
     for cell in cells:
         key = (cell.row, cell.seed)
-        summary = _read_summary(log_root / "runs" / cell.run_id / "summary.json")
+        run_id = cell.run_id
+        if by_cell and run_id not in jobs and not (log_root / "runs" / run_id).is_dir():
+            # submitted with other command-line overrides than asked about now: the cell's latest job
+            run_id = by_cell.get((cell.table, cell.row, cell.seed), {}).get("run_id", run_id)
+        summary = _read_summary(log_root / "runs" / run_id / "summary.json")
         if summary.get("status") == "finished":
             out.append(RunStatus(key, "finished"))
             continue
         failed = summary.get("status") == "failed"
         error = (str(summary.get("error") or "failed").strip().splitlines() or ["failed"])[-1] if failed else ""
-        if cell.run_id in jobs:
-            state, detail = job_state(jobs[cell.run_id])
+        if run_id in jobs:
+            state, detail = job_state(jobs[run_id])
             if state == "active":
                 out.append(RunStatus(key, "running", detail))
             elif state == "failed" or failed:

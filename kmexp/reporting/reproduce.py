@@ -241,7 +241,8 @@ def submit_runs(checked: list, cells: dict[str, list[Cell]], log_root: Path, arg
     from kmexp.reporting.jobs import job_records, submit, table_status
 
     jobs = job_records(log_root)
-    busy = {c.run_id for cs in cells.values() for c, st in zip(cs, table_status(cs, log_root, jobs), strict=True)
+    busy = {c.run_id for cs in cells.values()
+            for c, st in zip(cs, table_status(cs, log_root, jobs, by_cell=False), strict=True)
             if st.state in ("finished", "running")}
     todo = [r for r in checked if r.run_id not in busy]
     if busy:
