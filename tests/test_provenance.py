@@ -54,3 +54,11 @@ def test_learning_rates_are_named_by_parameter_group():
     optimizer = module.configure_optimizers()
     assert sorted(g["name"] for g in optimizer.param_groups) == ["classifier", "explicit", "implicit"]
     assert learning_rates([optimizer]) == {"lr/implicit": 0.05, "lr/explicit": 0.05, "lr/classifier": 0.05}
+
+
+def test_the_sweep_name_does_not_change_a_run_identity():
+    from kmexp.reporting.runs import compose, run_identity
+
+    plain = compose(["experiment=table1/cifar10", "method=bl"])
+    named = compose(["experiment=table1/cifar10", "method=bl", "sweep_name='method=bl seed=0,1'"])
+    assert named.sweep_name and run_identity(named) == run_identity(plain)
