@@ -48,11 +48,13 @@ class LiteResidualMarker:
     """Mixin: modules of this type (TinyTL lite residuals) are tagged ``lite_residual``."""
 
 
-def classifier_module(model: nn.Module) -> nn.Module | None:
-    """The final linear layer: ``model.get_classifier()`` (timm convention) or ``model.fc``."""
-    if hasattr(model, "get_classifier"):
-        return model.get_classifier()
-    return getattr(model, "fc", None)
+def classifier_module(model: nn.Module) -> nn.Module:
+    """The final linear layer, as the backbone names it (:func:`kmexp.models.heads.find_head`:
+    ``backbone.classifier``, ``get_classifier()``, timm's ``pretrained_cfg``, a torchvision
+    family); a network that names none is an error, never a silently frozen random head."""
+    from kmexp.models.heads import find_head  # kmexp.models imports this module
+
+    return find_head(model)
 
 
 def _is_depthwise(conv: nn.Module) -> bool:
@@ -61,8 +63,7 @@ def _is_depthwise(conv: nn.Module) -> bool:
 
 def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
     """Map every parameter name (as in ``named_parameters()``) to its components."""
-    classifier = classifier_module(model)
-    classifier_ids = {id(p) for p in classifier.parameters()} if classifier is not None else set()
+    classifier_ids = {id(p) for p in classifier_module(model).parameters()}
     lite_ids = {
         id(p) for m in model.modules() if isinstance(m, LiteResidualMarker) for p in m.parameters()
     }

@@ -20,6 +20,7 @@ from torch import nn
 
 from kmexp.components import apply_trainable, validate_components
 from kmexp.errors import ConfigError
+from kmexp.models.heads import name_head
 from kmexp.models.registry import build_backbone
 from kmexp.modulation import ModulatorConfig, add_kernel_modulators
 
@@ -75,7 +76,9 @@ def build_model(model_cfg: dict) -> nn.Module:
     backbone_cfg = dict(model_cfg["backbone"])
     name = backbone_cfg.pop("name")
     backbone_cfg.pop("reference_accuracy", None)
+    classifier = backbone_cfg.pop("classifier", None)  # explicit head path (kmexp.models.heads)
     model = build_backbone(name, num_classes=model_cfg["num_classes"], **backbone_cfg)
+    name_head(model, classifier)
 
     sharing_cfg = model_cfg.get("sharing") or {}
     if sharing_cfg.get("groups") or sharing_cfg.get("strategy", "none") != "none":
