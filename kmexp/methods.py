@@ -25,7 +25,7 @@ from kmexp.models.registry import build_backbone
 from kmexp.modulation import ModulatorConfig, add_kernel_modulators
 
 INJECTIONS = ("kernel_modulator", "lite_residual")
-NORM_STATS = ("update", "frozen")
+NORM_STATS = ("update", "epoch_average", "frozen")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,10 @@ class Method:
     components: trainable components (kmexp.components.COMPONENTS).
     inject: modules added before freezing: ``kernel_modulator``, ``lite_residual``.
     norm_stats: ``update`` = norm layers re-estimate running statistics while training
-        (part of the task patch); ``frozen`` = they keep the base model's statistics.
+        (PyTorch's exponential average, momentum 0.1; part of the task patch);
+        ``epoch_average`` = re-estimated as a cumulative average over each epoch
+        (:mod:`kmexp.norm_statistics`, model patches' S/B patch and Table 6);
+        ``frozen`` = they keep the base model's statistics.
     """
 
     name: str

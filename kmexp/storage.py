@@ -100,7 +100,7 @@ def report_for_experiment(experiment: str, n_tasks: int = 100, overrides: list[s
     model = build_model(_without_weights(OmegaConf.to_container(cfg.model, resolve=True)))
     with tempfile.TemporaryDirectory() as tmp:
         patch = export_patch(model, Path(tmp) / "patch.safetensors", cfg.method.name, list(cfg.method.components),
-                             include_norm_stats=cfg.method.get("norm_stats", "update") == "update")
+                             include_norm_stats=cfg.method.get("norm_stats", "update") != "frozen")
         report = storage_report(model, patch.stat().st_size, n_tasks, tmp)
     return {"run": experiment, "method": cfg.method.name, "dataset": cfg.dataset.name, **report}
 

@@ -77,6 +77,10 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
         callbacks.append(TQDMProgressBar())
     if cfg.get("logger"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.method.get("norm_stats") == "epoch_average":  # model patches: statistics averaged over each epoch
+        from kmexp.norm_statistics import EpochAverageNormStatistics
+
+        callbacks.append(EpochAverageNormStatistics())
     if cfg.get("save_init_checkpoint", False):  # KM Fig. 3 compares weights before and after training
         from kmexp.init_checkpoint import SaveInitialCheckpoint
 
@@ -148,7 +152,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.export_patch:
         patch = export_patch(
             module.net, run_dir / "patch.safetensors", cfg.method.name, list(cfg.method.components),
-            include_norm_stats=cfg.method.get("norm_stats", "update") == "update",
+            include_norm_stats=cfg.method.get("norm_stats", "update") != "frozen",
             backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
         )
         summary["patch/bytes"] = patch.stat().st_size

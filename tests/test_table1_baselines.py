@@ -109,7 +109,7 @@ def test_presets_use_the_table1_recipe_and_the_resnet32_reference(row, backbone,
         assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.scheduler.name) == (0.0, 0.0, "none")
         assert (cfg.method.rbd.dim, cfg.method.rbd.seed) == (8_000, 3)
     else:
-        assert (cfg.optim.momentum, cfg.optim.weight_decay, list(cfg.optim.scheduler.milestones)) == (0.9, 1e-4, [100, 150])
+        assert (cfg.optim.momentum, cfg.optim.weight_decay, list(cfg.optim.scheduler.milestones)) == (0.9, 1e-4, [32000, 48000])
 
 
 def test_every_table1_row_is_in_the_table_and_the_script():

@@ -1,0 +1,74 @@
+"""Re-estimated statistics are the epoch's cumulative average (model patches' S/B patch, Table 6).
+
+A tiny network: a frozen random convolution, BatchNorm, pooling, a classifier that trains.
+After one epoch the BatchNorm's running mean is the dataset mean of the convolution's
+features (exactly, batches being equal), and its running variance the epoch average of
+the batch variances (close to the dataset variance), not an exponential average dominated
+by the last ~10 batches.
+"""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from kmexp.norm_statistics import EpochAverageNormStatistics
+from kmexp.train import build_callbacks
+from tests.test_configs import compose_cfg
+
+N, BATCH = 96, 8
+
+
+class Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3).requires_grad_(False)
+        self.bn = nn.BatchNorm2d(4, affine=False)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.bn(self.conv(x)), 1).flatten(1))
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.fc.parameters(), lr=0.1)
+
+
+def data() -> TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, 3, 6, 6, generator=g) * torch.linspace(0.5, 3.0, N).view(N, 1, 1, 1) + 1.5  # drifting scale
+    return TensorDataset(x, torch.randint(0, 2, (N,), generator=g))
+
+
+@pytest.mark.parametrize("method", ["sb_patch", "sb_patch_last", "last_layer_bn_stats"])
+def test_statistics_methods_average_over_the_epoch(method, tmp_path):
+    cfg = compose_cfg([f"method={method}", "logger=none"])
+    assert cfg.method.norm_stats == "epoch_average"
+    assert any(isinstance(c, EpochAverageNormStatistics) for c in build_callbacks(cfg, tmp_path))
+
+
+def test_epoch_average_equals_the_dataset_statistics_of_the_features(tmp_path):
+    torch.manual_seed(0)
+    model, ds = Tiny(), data()
+    with torch.no_grad():
+        features = model.conv(ds.tensors[0])  # frozen: the same in every batch
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+                         callbacks=[EpochAverageNormStatistics()])
+    loader = DataLoader(ds, batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(1))
+    trainer.fit(model, loader)
+    assert model.bn.momentum is None and int(model.bn.num_batches_tracked) == N // BATCH  # restarted each epoch
+    dataset_mean = features.mean(dim=(0, 2, 3))
+    dataset_var = features.var(dim=(0, 2, 3))
+    torch.testing.assert_close(model.bn.running_mean, dataset_mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.bn.running_var, dataset_var, rtol=0.05, atol=0.0)
+    # PyTorch's default (momentum 0.1) on the same data stays far from the dataset mean
+    ema = nn.BatchNorm2d(4, affine=False)
+    for (xb,) in DataLoader(TensorDataset(features), batch_size=BATCH):
+        ema(xb)
+    assert not torch.allclose(ema.running_mean, dataset_mean, rtol=0.05)
