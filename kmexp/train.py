@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> dict:
     from kmexp.components import count_parameters, describe
     from kmexp.lit import build_lightning_module
     from kmexp.patches import export_patch
-    from kmexp.validate import validate_config
+    from kmexp.validate import refuse_best_on_test, validate_config
 
     started = time.time()
     validate_config(cfg)
@@ -111,6 +111,7 @@ def run(cfg: DictConfig) -> dict:
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
+    refuse_best_on_test(cfg.test_ckpt, datamodule)
     module = build_lightning_module(cfg)
     log.info("%s (%s on %s, method %s)", describe(module.net), cfg.backbone.name, cfg.dataset.name, cfg.method.name)
 
