@@ -9,6 +9,8 @@ Table I: "Convolution / Implicit / Explicit / Classifier"). A method is a set of
                    and their biases
 ``implicit``       affine parameters of normalization layers, gamma and beta
                    ("implicit modulation", Sec. III-B)
+``norm_offset``    the offsets beta of normalization layers alone (a subset of
+                   ``implicit``; KM's few-shot inner loop variant, Table III "< 51X")
 ``explicit``       kernel-modulator weights (Sec. III-A)
 ``classifier``     the final linear layer
 ``depthwise``      depthwise conv weights (model patches' DW patch)
@@ -35,6 +37,7 @@ from kmexp.modulation import KernelModulator
 COMPONENTS = (
     "convolution",
     "implicit",
+    "norm_offset",
     "explicit",
     "classifier",
     "depthwise",
@@ -88,6 +91,8 @@ def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
                 tags.add("classifier")
             elif isinstance(owner, NORM_TYPES):
                 tags.add("implicit")
+                if pname == "bias":
+                    tags.add("norm_offset")
             else:
                 tags.add("convolution")
                 if _is_depthwise(owner) and pname == "weight":

@@ -39,7 +39,7 @@ from kmexp.methods import Method, build_model
 from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
 
 # keys of the `meta` config section that only the datamodule reads
-DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed")
+DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed", "test_query")
 
 
 @dataclass(frozen=True)
