@@ -10,7 +10,8 @@ downloads: the weights are read from
    ``IMAGENET1K_V1``). That is where ``torchvision.models.resnet50(weights=...)``
    stores them on a machine with internet, so a copied hub cache just works.
 
-Missing weights end the run with one :class:`~kmexp.errors.WeightsNotFoundError` that
+GroupNorm weights published by timm come from the Hugging Face cache instead
+(:mod:`kmexp.timm_weights`). Missing weights end the run with one :class:`~kmexp.errors.WeightsNotFoundError` that
 names the expected file and how to get it. The classifier is never loaded: each task
 re-initializes it for its own classes (KM Sec. IV-B).
 """
