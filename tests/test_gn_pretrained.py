@@ -101,3 +101,30 @@ def test_missing_gn_weights_name_where_they_are_expected_and_how_to_get_them(tmp
     assert f"{tmp_path / 'empty' / REPO}/snapshots/<revision>/model.safetensors" in msg
     assert "timm.create_model('resnet50_gn.a1h_in1k', pretrained=True)" in msg
     assert "backbone.weights_path" in msg and "backbone.pretrained=false" in msg
+
+
+def test_bit_gn_ws_backbone_loads_timms_weights(tmp_path, monkeypatch):
+    """The second GN option: BiT (GN + weight standardization), timm's own layout."""
+    from huggingface_hub import constants
+
+    torch.manual_seed(1)
+    reference = timm.create_model("resnetv2_50x1_bit", pretrained=False).eval()
+    repo = tmp_path / "hub" / "models--timm--resnetv2_50x1_bit.goog_in21k_ft_in1k"
+    (repo / "snapshots" / REVISION).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(REVISION)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
+              str(repo / "snapshots" / REVISION / "model.safetensors"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cfg = compose_cfg(["experiment=table2/tkm2_cars", "backbone=resnetv2_50x1_bit"])
+    net = build_model(OmegaConf.to_container(cfg.model, resolve=True)).eval()
+    assert torch.equal(net.stages[2].blocks[1].norm2.bias, reference.stages[2].blocks[1].norm2.bias)
+    counts = {n: p.numel() for n, p in net.named_parameters() if p.requires_grad}
+    # classifier 2,048 x 196 + 196, 53 modulators (as ResNet-50: 7,466), 49 GN layers' gamma and beta
+    assert sum(counts.values()) == 2048 * 196 + 196 + 7_466 + sum(
+        2 * m.num_channels for m in net.modules() if isinstance(m, nn.GroupNorm))
+    backbone = build_backbone("resnetv2_50x1_bit", num_classes=196).eval()  # no modulators: the reference outputs
+    assert set(backbone.state_dict()) == set(reference.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.forward_features(x), reference.forward_features(x), rtol=1e-5, atol=1e-5)
