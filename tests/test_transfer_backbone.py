@@ -151,7 +151,7 @@ def test_lite_residuals_start_as_the_identity_and_train_alone():
     assert tags["layer2.0.downsample.inner.0.weight"] == {"convolution"}
     assert tags["layer2.0.downsample.lite.conv1.weight"] == {"lite_residual"}
     assert tags["layer2.0.downsample.lite.norm1.bias"] == {"lite_residual", "bias"}
-    assert tags["layer2.0.bn3.bias"] == {"implicit", "bias"}
+    assert tags["layer2.0.bn3.bias"] == {"implicit", "norm_offset", "bias"}
 
     apply_trainable(model, ["lite_residual", "bias", "classifier"])
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
