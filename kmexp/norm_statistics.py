@@ -28,14 +28,28 @@ def batch_norms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
 
 
+_RESET = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
+
+
 @torch.no_grad()
 def restart_cumulative_statistics(model: nn.Module) -> int:
     """Reset every BatchNorm's statistics and make it average cumulatively from now on;
-    returns the number of layers."""
+    returns the number of layers.
+
+    Statistics kept outside the layers are reset too: every buffer named
+    ``running_mean`` / ``running_var`` / ``num_batches_tracked`` (after the last ``.`` or
+    ``/``), e.g. the private statistics of each task patch in multi-task training
+    (:mod:`kmexp.lit.multitask`), which the layers update in place through
+    ``functional_call`` with the same cumulative rule.
+    """
     layers = batch_norms(model)
     for m in layers:
         m.momentum = None
         m.reset_running_stats()
+    for name, buffer in model.named_buffers():
+        value = _RESET.get(name.replace("/", ".").rsplit(".", 1)[-1])
+        if value is not None:
+            buffer.fill_(value)
     return len(layers)
 
 

@@ -72,3 +72,27 @@ def test_epoch_average_equals_the_dataset_statistics_of_the_features(tmp_path):
     for (xb,) in DataLoader(TensorDataset(features), batch_size=BATCH):
         ema(xb)
     assert not torch.allclose(ema.running_mean, dataset_mean, rtol=0.05)
+
+
+def test_private_task_statistics_restart_and_average_too():
+    """Multi-task training keeps each task's statistics in its patch (kmexp.lit.multitask.TaskPatch)
+    and swaps them in with functional_call: they restart and average cumulatively as well."""
+    from torch.func import functional_call
+
+    from kmexp.lit.multitask import TaskPatch
+    from kmexp.norm_statistics import restart_cumulative_statistics
+
+    holder = nn.Module()
+    holder.net = nn.Sequential(nn.BatchNorm2d(2))
+    stats = {k: v.clone() + 3 for k, v in holder.net.state_dict().items() if k != "0.num_batches_tracked"}
+    stats["0.num_batches_tracked"] = torch.tensor(7)
+    holder.patch = TaskPatch({}, stats)
+    restart_cumulative_statistics(holder)
+    private = holder.patch.tensors()
+    assert torch.equal(private["0.running_mean"], torch.zeros(2)) and int(private["0.num_batches_tracked"]) == 0
+    batches = [torch.randn(4, 2, 3, 3) + i for i in range(3)]
+    for xb in batches:
+        functional_call(holder.net, private, (xb,), strict=False)
+    expected = torch.stack([xb.mean(dim=(0, 2, 3)) for xb in batches]).mean(0)
+    torch.testing.assert_close(holder.patch.tensors()["0.running_mean"], expected)
+    assert torch.equal(holder.net[0].running_mean, torch.zeros(2))  # the network's own copy is untouched
