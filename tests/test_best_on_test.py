@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 from kmexp.data.base import ClassificationDataModule
 from kmexp.errors import ConfigError
 from kmexp.validate import refuse_best_on_test
-from tests.conftest import run_cli
+from tests.conftest import cell, run_cli
 from tests.transfer_fakes import write_cars
 
 
@@ -36,7 +36,7 @@ def test_best_is_refused_only_when_validation_is_the_test_split():
 @pytest.mark.slow
 def test_the_entry_point_stops_with_one_message(tmp_path):
     write_cars(tmp_path / "data", counts={"train": 3, "test": 2})
-    proc = run_cli(["experiment=table2/tkm2_cars", "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'data'}",
+    proc = run_cli([*cell("table2_cars", "tkm2"), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'data'}",
                     "dataset.datamodule.num_workers=0", "logger=none", "test_ckpt=best"], tmp_path / "logs", check=False)
     assert proc.returncode == 1
     assert "error: test_ckpt=best would select the checkpoint on the test set" in proc.stderr

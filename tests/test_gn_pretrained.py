@@ -16,6 +16,7 @@ from kmexp.errors import ConfigError, WeightsNotFoundError
 from kmexp.methods import build_model
 from kmexp.models import build_backbone
 from kmexp.models.resnet_imagenet import ImageNetResNet
+from tests.conftest import cell
 from tests.test_configs import compose_cfg
 
 REPO = "models--timm--resnet50_gn.a1h_in1k"
@@ -66,7 +67,7 @@ def test_gn_weights_load_every_key_and_give_the_reference_outputs(hf_cache, timm
 
 
 def test_the_resnet50_gn_config_loads_gn_weights_with_the_table_ii_counts(hf_cache, timm_gn):
-    cfg = compose_cfg(["experiment=table2/tkm2_cars"])
+    cfg = compose_cfg(cell("table2_cars", "tkm2"))
     assert cfg.backbone.weights == "timm:resnet50_gn.a1h_in1k" and not cfg.backbone.swap_bn_weights
     net = build_model(OmegaConf.to_container(cfg.model, resolve=True))
     assert torch.equal(net.layer1[0].bn1.weight, timm_gn.layer1[0].bn1.weight)
@@ -116,7 +117,7 @@ def test_bit_gn_ws_backbone_loads_timms_weights(tmp_path, monkeypatch):
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
               str(repo / "snapshots" / REVISION / "model.safetensors"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    cfg = compose_cfg(["experiment=table2/tkm2_cars", "backbone=resnetv2_50x1_bit"])
+    cfg = compose_cfg([*cell("table2_cars", "tkm2"), "backbone=resnetv2_50x1_bit"])
     net = build_model(OmegaConf.to_container(cfg.model, resolve=True)).eval()
     assert torch.equal(net.stages[2].blocks[1].norm2.bias, reference.stages[2].blocks[1].norm2.bias)
     counts = {n: p.numel() for n, p in net.named_parameters() if p.requires_grad}

@@ -70,6 +70,6 @@ def test_backbone_classifier_key_reaches_the_model():
     from kmexp.methods import build_model
 
     cfg = {"backbone": {"name": "resnet20", "classifier": "fc"}, "num_classes": 10,
-           "method": {"name": "tbl1", "components": ["classifier"]}}
+           "method": {"name": "last_layer"}}
     net = build_model(cfg)
     assert net.head_path == "fc" and [n for n, p in net.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]

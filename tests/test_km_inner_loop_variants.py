@@ -10,14 +10,17 @@ import pytest
 from omegaconf import OmegaConf
 
 from kmexp.inner_loop import inner_loop_names
-from kmexp.methods import build_model
+from kmexp.methods import build_model, parse_method
 from tests.test_configs import compose_cfg
 
+OFFSETS = "method.inner_components=[explicit,norm_offset,classifier]"
+VARIANTS = {"maml": ["method=maml"], "km": ["method=km"], "km_offsets": ["method=km", OFFSETS]}
 
-def inner_count(method: str, task: str = "omniglot_20w1s") -> int:
-    cfg = compose_cfg([f"experiment=table3/km_{task}", f"method={method}"])
+
+def inner_count(variant: str, task: str = "omniglot_20w1s") -> int:
+    cfg = compose_cfg([f"experiment=table3/{task}", *VARIANTS[variant]])
     net = build_model(OmegaConf.to_container(cfg.model, resolve=True))
-    names = set(inner_loop_names(net, cfg.method.inner_components))
+    names = set(inner_loop_names(net, parse_method(cfg.method).inner_components))
     return sum(p.numel() for n, p in net.named_parameters() if n in names)
 
 
@@ -29,7 +32,7 @@ def test_inner_loop_sizes_and_the_51x_ratio():
 
 
 def test_offsets_are_the_normalization_betas_only():
-    cfg = compose_cfg(["experiment=table3/km_omniglot_20w1s", "method=km_offsets"])
+    cfg = compose_cfg(["experiment=table3/omniglot_20w1s", *VARIANTS["km_offsets"]])
     net = build_model(OmegaConf.to_container(cfg.model, resolve=True))
     offsets = inner_loop_names(net, ["norm_offset"])
     assert len(offsets) == 4 and all(n.endswith("bias") for n in offsets)
@@ -46,7 +49,7 @@ def test_meta_test_tasks_follow_mamls_reference_code():
     steps; Omniglot 20-way: K query examples and 5 steps (Finn et al. 2017 Sec. 5.2; cbfinn/maml main.py)."""
     for task, shots, query, test_steps in [("miniimagenet_5w1s", 1, 15, 10), ("miniimagenet_5w5s", 5, 15, 10),
                                             ("omniglot_20w1s", 1, 1, 5), ("omniglot_20w5s", 5, 5, 5)]:
-        cfg = compose_cfg([f"experiment=table3/km_{task}"])
+        cfg = compose_cfg([f"experiment=table3/{task}"])
         assert (cfg.meta.shots, cfg.meta.query, cfg.meta.test_inner_steps) == (shots, query, test_steps)
         assert cfg.dataset.datamodule.test_query == shots
 

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from kmexp.lit.callbacks import build_callbacks
+from kmexp.methods import parse_method
 from kmexp.norm_statistics import EpochAverageNormStatistics
-from kmexp.train import build_callbacks
+from tests.conftest import cell
 from tests.test_configs import compose_cfg
 
 N, BATCH = 96, 8
@@ -45,11 +47,20 @@ def data() -> TensorDataset:
     return TensorDataset(x, torch.randint(0, 2, (N,), generator=g))
 
 
-@pytest.mark.parametrize("method", ["sb_patch", "sb_patch_last", "last_layer_bn_stats"])
-def test_statistics_methods_average_over_the_epoch(method, tmp_path):
-    cfg = compose_cfg([f"method={method}", "logger=none"])
-    assert cfg.method.norm_stats == "epoch_average"
+STATISTICS_ROWS = [("mp_table2_flowers", "sb_only_random_last"), ("mp_table3", "sb_last_layer"),
+                   ("mp_table6_aircraft", "last_layer_bn_stats"), ("mp_table6_cifar100", "last_layer_bn_stats_sb")]
+
+
+@pytest.mark.parametrize("table,row", STATISTICS_ROWS)
+def test_statistics_rows_average_over_the_epoch(table, row, tmp_path):
+    cfg = compose_cfg([*cell(table, row), "logger=none"])
+    assert parse_method(cfg.method).norm_stats == "epoch_average"
     assert any(isinstance(c, EpochAverageNormStatistics) for c in build_callbacks(cfg, tmp_path))
+
+
+def test_statistics_frozen_rows_get_no_callback(tmp_path):
+    cfg = compose_cfg([*cell("mp_table6_aircraft", "last_layer"), "logger=none"])
+    assert not any(isinstance(c, EpochAverageNormStatistics) for c in build_callbacks(cfg, tmp_path))
 
 
 def test_epoch_average_equals_the_dataset_statistics_of_the_features(tmp_path):

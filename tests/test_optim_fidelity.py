@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from kmexp.optim import build_optimizer, build_scheduler
+from tests.conftest import cell
 from tests.test_configs import compose_cfg
 
 
@@ -58,11 +59,11 @@ def lrs(overrides: list[str], steps: list[int]) -> dict[int, float]:
 
 
 def test_resnet_schedule_drops_at_he_et_al_iterations():
-    lr = lrs(["experiment=table1/km"], [0, 31_999, 32_000, 47_999, 48_000])
+    lr = lrs(cell("table1", "km"), [0, 31_999, 32_000, 47_999, 48_000])
     assert lr == pytest.approx({0: 0.1, 31_999: 0.1, 32_000: 0.01, 47_999: 0.01, 48_000: 0.001})
 
 
 def test_resnet110_warms_up_at_001_for_400_iterations():
-    lr = lrs(["experiment=table1/tbn"], [0, 399, 400, 31_999, 32_000])
+    lr = lrs(cell("table1", "tbn"), [0, 399, 400, 31_999, 32_000])
     assert lr == pytest.approx({0: 0.01, 399: 0.01, 400: 0.1, 31_999: 0.1, 32_000: 0.01})
-    assert lrs(["experiment=table1/bl"], [0])[0] == pytest.approx(0.1)  # only ResNet-110 warms up
+    assert lrs(cell("table1", "bl"), [0])[0] == pytest.approx(0.1)  # only ResNet-110 warms up
