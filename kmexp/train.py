@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kmexp.config import register_resolvers
 from kmexp.errors import ExistingRunError, KmexpError
+from kmexp.runs.run_lock import RunLockedError
 
 log = logging.getLogger("kmexp.train")
 register_resolvers()
@@ -67,7 +68,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
             monitor=c.checkpoint.monitor,
             mode=c.checkpoint.mode,
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt: kmexp.runs.last_checkpoint.LastCheckpoint
             every_n_epochs=1,
         )
     ]
@@ -86,24 +87,27 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
 
 def run(cfg: DictConfig) -> dict:
     """Fit, test, write summary.json and the task patch; return the summary."""
-    import pytorch_lightning as pl
-
-    from kmexp.components import count_parameters, describe
-    from kmexp.lit import build_lightning_module
-    from kmexp.patches import export_patch
     from kmexp.validate import validate_config
 
     started = time.time()
     validate_config(cfg)
     run_dir = Path(cfg.paths.run_dir)
     ckpt_dir = run_dir / "checkpoints"
-    last_ckpt = ckpt_dir / "last.ckpt"
-    if last_ckpt.exists() and not cfg.resume:
-        raise ExistingRunError(
-            f"{run_dir} already holds a checkpoint ({last_ckpt.name}). Re-run with resume=true to "
-            f"continue it, or pass paths.log_dir=... / a different override to start a new run."
-        )
-    ckpt_path = str(last_ckpt) if (cfg.resume and last_ckpt.exists()) else None
+    # --- interruption-safe runs (kmexp/runs): lock, resume decision, signals, preemption ---
+    from kmexp.runs.session import RunSession
+
+    with RunSession(cfg, write_summary) as session:
+        if session.finished:
+            return session.summary
+        return _fit_and_test(cfg, session, run_dir, ckpt_dir, started)
+
+
+def _fit_and_test(cfg: DictConfig, session, run_dir: Path, ckpt_dir: Path, started: float) -> dict:
+    import pytorch_lightning as pl
+
+    from kmexp.components import count_parameters, describe
+    from kmexp.lit import build_lightning_module
+    from kmexp.patches import export_patch
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
@@ -114,14 +118,15 @@ def run(cfg: DictConfig) -> dict:
         cfg.trainer,
         default_root_dir=str(run_dir),
         logger=build_loggers(cfg, run_dir) or False,
-        callbacks=build_callbacks(cfg, ckpt_dir),
+        callbacks=[*build_callbacks(cfg, ckpt_dir), *session.callbacks()],
+        plugins=session.plugins(),
         enable_progress_bar=cfg.callbacks.progress_bar != "none",
     )
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    session.prepare(datamodule, trainer.loggers)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=session.ckpt_path, weights_only=True)
     test_ckpt = "best" if cfg.test_ckpt == "best" else None
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)[0]
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False,
+                                weights_only=True)[0]
 
     summary = {
         "status": "finished",
@@ -213,7 +218,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {e}", file=sys.stderr)
         try:
             run_dir = Path(cfg.paths.run_dir)
-            if not isinstance(e, ExistingRunError):
+            if not isinstance(e, (ExistingRunError, RunLockedError)):  # the run is someone else's
                 write_summary(run_dir, {"status": "failed", "error": str(e), "seed": cfg.get("seed")}, cfg)
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass

@@ -1,0 +1,87 @@
+"""``checkpoints/last.ckpt`` is always the latest state of the run.
+
+Lightning's ``ModelCheckpoint(save_last=True)`` rewrites ``last.ckpt`` only when it saves a
+monitored checkpoint, i.e. when validation improves; a run killed later resumed from an
+old step. :class:`LastCheckpoint` saves instead
+
+- at the end of every training epoch (after validation),
+- every ``interval_s`` seconds during an epoch (so a long epoch loses minutes, not the epoch),
+- when a preemption signal arrived (see :mod:`kmexp.runs.preemption`): then it raises
+  :class:`~kmexp.runs.preemption.Preempted` right after the save.
+
+Each checkpoint also carries the random states (:mod:`kmexp.runs.rng_state`); the
+training loaders' positions travel in Lightning's loop state
+(:mod:`kmexp.runs.resumable_loader`). The best-on-validation checkpoint is a separate file
+written by ``ModelCheckpoint``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from kmexp.runs import rng_state
+from kmexp.runs.atomic_io import LAST
+from kmexp.runs.preemption import Preempted, PreemptionGuard
+from kmexp.runs.resumable_loader import ResumableDataLoader
+
+log = logging.getLogger(__name__)
+RNG_KEY = "kmexp_rng"
+
+
+class LastCheckpoint(pl.Callback):
+    def __init__(self, ckpt_dir: str | Path, interval_s: float = 300.0, guard: PreemptionGuard | None = None):
+        self.path = Path(ckpt_dir) / LAST
+        self.interval_s = float(interval_s)
+        self.guard = guard
+        self._last_save = time.monotonic()
+
+    # --- when to save --------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._last_save = time.monotonic()
+        if self.guard is not None:
+            self.guard.enter_training()  # Lightning has registered its own handlers by now
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.guard is not None:
+            self.guard.leave_training()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for loader in self._loaders(trainer):
+            loader.mark_completed()
+        preempted = self.guard is not None and self.guard.signal is not None
+        if preempted or (self.interval_s > 0 and time.monotonic() - self._last_save >= self.interval_s):
+            self.save(trainer)
+        if preempted:
+            raise Preempted(self.guard.signal)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        for loader in self._loaders(trainer):
+            loader.mark_epoch_done()
+        self.save(trainer)
+        if self.guard is not None and self.guard.signal is not None:
+            raise Preempted(self.guard.signal)
+
+    def save(self, trainer) -> None:
+        trainer.save_checkpoint(str(self.path))
+        self._last_save = time.monotonic()
+        log.debug("saved %s at step %d", self.path, trainer.global_step)
+
+    @staticmethod
+    def _loaders(trainer) -> list[ResumableDataLoader]:
+        combined = getattr(trainer.fit_loop, "_combined_loader", None)
+        if combined is None:
+            return []
+        return [dl for dl in combined.flattened if isinstance(dl, ResumableDataLoader)]
+
+    # --- what a checkpoint carries -------------------------------------------------------
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[RNG_KEY] = rng_state.capture()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Under DDP each rank has its own streams but the checkpoint holds rank 0's: keep them apart.
+        if RNG_KEY in checkpoint and trainer.world_size == 1:
+            rng_state.restore(checkpoint[RNG_KEY])
