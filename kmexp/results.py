@@ -27,17 +27,24 @@ PAPER_DIR = REPO / "results" / "paper"
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every summary.json under ``sweep_dir`` (unreadable files become failed entries)."""
+    """Every summary.json under ``sweep_dir``; a damaged one becomes ``status: malformed``
+    with the reason (:mod:`kmexp.summary_file`)."""
+    from kmexp.summary_file import read_summary
+
     out = []
     for path in sorted(Path(sweep_dir).rglob("summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            s = {"status": "failed", "error": f"unreadable summary: {e}"}
+        s, problem = read_summary(path)
+        if s is None:
+            s = {"status": "malformed", "error": problem}
         s.setdefault("experiment", (s.get("config") or {}).get("experiment_name"))
         s["_path"] = str(path)
         out.append(s)
     return out
+
+
+def malformed(summaries: list[dict]) -> list[str]:
+    """One problem line per malformed summary: its path and what is wrong."""
+    return [f"malformed: {s['_path']}: {s['error']}" for s in summaries if s.get("status") == "malformed"]
 
 
 def paper_values(paper_table: str, column: str) -> dict[str, tuple[float | None, float | None]]:
@@ -179,7 +186,9 @@ def write_table(table_id: str, sweep_dir: str | Path, out_dir: str | Path, prove
         if table_id not in TABLES:
             raise SystemExit(f"error: unknown table {table_id!r}; choose from {sorted(TABLES)}")
         table = TABLES[table_id]
-    rows, problems = aggregate(table, collect(sweep_dir))
+    summaries = collect(sweep_dir)
+    rows, problems = aggregate(table, summaries)
+    problems += malformed(summaries)
     text, records = render(table, rows, problems, provenance)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from kmexp.runs import rng_state
+from kmexp.runs import epoch_metrics, rng_state
 from kmexp.runs.atomic_io import LAST
 from kmexp.runs.preemption import Preempted, PreemptionGuard
 from kmexp.runs.resumable_loader import ResumableDataLoader
 
 log = logging.getLogger(__name__)
 RNG_KEY = "kmexp_rng"
+EPOCH_METRICS_KEY = "kmexp_epoch_metrics"
 
 
 class LastCheckpoint(pl.Callback):
@@ -38,6 +39,8 @@ class LastCheckpoint(pl.Callback):
         self.interval_s = float(interval_s)
         self.guard = guard
         self._last_save = time.monotonic()
+        self._mid_epoch = False
+        self._pending_metrics: dict | None = None
 
     # --- when to save --------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -50,11 +53,14 @@ class LastCheckpoint(pl.Callback):
             self.guard.leave_training()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._pending_metrics is not None:  # first batch after a mid-epoch resume
+            epoch_metrics.merge(trainer, self._pending_metrics)
+            self._pending_metrics = None
         for loader in self._loaders(trainer):
             loader.mark_completed()
         preempted = self.guard is not None and self.guard.signal is not None
         if preempted or (self.interval_s > 0 and time.monotonic() - self._last_save >= self.interval_s):
-            self.save(trainer)
+            self.save(trainer, mid_epoch=True)
         if preempted:
             raise Preempted(self.guard.signal)
 
@@ -65,8 +71,12 @@ class LastCheckpoint(pl.Callback):
         if self.guard is not None and self.guard.signal is not None:
             raise Preempted(self.guard.signal)
 
-    def save(self, trainer) -> None:
-        trainer.save_checkpoint(str(self.path))
+    def save(self, trainer, mid_epoch: bool = False) -> None:
+        for logger in trainer.loggers:  # rows up to this step reach the disk with the checkpoint
+            logger.save()
+        self._mid_epoch = mid_epoch
+        trainer.save_checkpoint(str(self.path), weights_only=False)
+        self._mid_epoch = False  # ModelCheckpoint's best-* saves happen at epoch ends
         self._last_save = time.monotonic()
         log.debug("saved %s at step %d", self.path, trainer.global_step)
 
@@ -80,8 +90,11 @@ class LastCheckpoint(pl.Callback):
     # --- what a checkpoint carries -------------------------------------------------------
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_state.capture()
+        if self._mid_epoch:
+            checkpoint[EPOCH_METRICS_KEY] = epoch_metrics.capture(trainer)
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # Under DDP each rank has its own streams but the checkpoint holds rank 0's: keep them apart.
         if RNG_KEY in checkpoint and trainer.world_size == 1:
             rng_state.restore(checkpoint[RNG_KEY])
+        self._pending_metrics = checkpoint.get(EPOCH_METRICS_KEY) or None
