@@ -193,3 +193,74 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_pat
     assert "last.ckpt unreadable; resuming from last.prev.ckpt" in proc.stdout
     [s] = summaries(tmp_path)
     assert s["status"] == "finished" and s["global_steps"] == STEPS
+
+
+# --- kills and a full disk during a save, with the run directory on another filesystem ----
+DYING_SAVE = """
+import errno, io, os, runpy, signal, sys, torch
+real_save, count = torch.save, [0]
+def save(obj, f, *args, **kwargs):
+    count[0] += 1
+    if count[0] != int(os.environ["FAIL_AT_SAVE"]) or isinstance(f, (str, os.PathLike)):
+        return real_save(obj, f, *args, **kwargs)
+    buf = io.BytesIO()
+    real_save(obj, buf)
+    f.write(buf.getvalue()[: len(buf.getvalue()) // 2])  # half of the checkpoint reached the disk
+    f.flush()
+    if os.environ["FAIL_HOW"] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+torch.save = save
+sys.argv = ["kmexp.train", *sys.argv[1:]]
+runpy.run_module("kmexp.train", run_name="__main__")
+"""
+
+
+@pytest.fixture
+def other_fs_log_dir(tmp_path):
+    """A log directory on /dev/shm (tmpfs), another filesystem than $TMPDIR where possible."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path / "logs"
+        return
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="kmexp-test-", dir=shm))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", ["kill", "disk_full"])
+def test_a_failure_during_a_save_never_leaves_the_run_unresumable(other_fs_log_dir, uninterrupted, how):
+    log_dir = other_fs_log_dir
+    args = [*COMMON, *MODULES["classification"]]
+    proc = subprocess.run([sys.executable, "-c", DYING_SAVE, *args], cwd=REPO, capture_output=True, text=True,
+                          env=_env(log_dir, {"FAIL_AT_SAVE": "5", "FAIL_HOW": how}), timeout=600)
+    run_dir = run_dir_of(log_dir)
+    ckpts = run_dir / "checkpoints"
+    if how == "kill":
+        assert proc.returncode == -signal.SIGKILL
+        assert [p.name for p in ckpts.iterdir() if ".tmp-" in p.name], "the torn temporary file is gone?"
+    else:
+        assert proc.returncode == 1 and "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+        assert "previous checkpoint is intact" in proc.stderr
+    assert _step(ckpts / "last.ckpt") >= 1  # the previous good checkpoint is in place
+
+    run_cli(args, log_dir)  # the same command resumes and finishes
+    assert not [p for p in ckpts.iterdir() if ".tmp-" in p.name]  # orphans cleaned
+    [s] = summaries(log_dir)
+    assert s["status"] == "finished" and s["global_steps"] == STEPS
+    mine, theirs = final_weights(log_dir), final_weights(uninterrupted("classification"))
+    assert [k for k in mine if not torch.equal(mine[k], theirs[k])] == []
+
+
+def test_a_relaunched_reproduce_sweep_trains_nothing(tmp_path):
+    cmd = ["km_table1", "--rows", "bl", "--seeds", "0", "--profile", "mini", "--logs", str(tmp_path / "logs"),
+           "--out", str(tmp_path / "out"), "--", "backbone=resnet20", "dataset.datamodule.batch_size=8"]
+    run_cli(cmd, tmp_path, module="kmexp.reproduce")
+    run_dir = run_dir_of(tmp_path / "logs")
+    before = _tree_digest(run_dir)
+    again = run_cli(cmd, tmp_path, module="kmexp.reproduce")
+    assert "already finished, nothing retrained" in again.stdout
+    assert _tree_digest(run_dir) == before

@@ -85,8 +85,10 @@ class PreemptionGuard:
         if not self.in_training and first:
             raise Preempted(signum)
 
-    def requeue(self, signum: int) -> None:
-        """Hand the job back to its scheduler, then exit with :data:`EXIT_PREEMPTED`."""
+    def requeue(self, signum: int, primary: bool = True) -> None:
+        """Hand the job back to its scheduler (rank 0 only), then exit with :data:`EXIT_PREEMPTED`."""
+        if not primary:
+            sys.exit(EXIT_PREEMPTED)
         submitit_handler = self._previous.get(preemption_signals()[-1])
         if callable(submitit_handler) and getattr(submitit_handler, "__module__", "").startswith("submitit"):
             self.__exit__()

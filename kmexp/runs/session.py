@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,15 @@ from kmexp.runs.run_lock import RunLock
 log = logging.getLogger(__name__)
 
 
+def is_launching_process() -> bool:
+    """False in the extra processes of a multi-process run (DDP ranks > 0, other SLURM tasks):
+    they neither lock nor write; rank 0 does."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "0") not in ("", "0"):
+            return False
+    return True
+
+
 class RunSession:
     def __init__(self, cfg: DictConfig, write_summary: Callable[[Path, dict, DictConfig], Path]):
         self.cfg = cfg
@@ -45,9 +55,12 @@ class RunSession:
         self.summary: dict | None = None
 
     def __enter__(self) -> RunSession:
-        self.lock.__enter__()
+        self.primary = is_launching_process()
+        if self.primary:
+            self.lock.__enter__()
         try:
-            clean_orphans(self.ckpt_dir)
+            if self.primary:
+                clean_orphans(self.ckpt_dir)
             self.decision = resume_mod.decide(self.run_dir, self.cfg)
         except BaseException:
             self.lock.__exit__()
@@ -56,7 +69,7 @@ class RunSession:
             self.summary = json.loads((self.run_dir / "summary.json").read_text())
             print(f"[kmexp] already finished, nothing retrained: summary: {self.run_dir / 'summary.json'}")
             return self
-        if self.decision.action == "fresh":
+        if self.decision.action == "fresh" and self.primary:
             resume_mod.save_run_config(self.run_dir, self.cfg)
         else:
             log.info("resuming from %s (step %d)", self.decision.ckpt_path, self.decision.step)
@@ -68,12 +81,12 @@ class RunSession:
         try:
             if not self.finished:
                 self.guard.__exit__()
-            if isinstance(exc, Preempted):
+            if isinstance(exc, Preempted) and self.primary:
                 self._write_preempted(exc)
         finally:
             self.lock.__exit__()
         if isinstance(exc, Preempted):
-            self.guard.requeue(exc.signum)  # exits
+            self.guard.requeue(exc.signum, self.primary)  # exits
 
     @property
     def finished(self) -> bool:
