@@ -123,7 +123,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, uninterrupted, mo
     [s] = summaries(tmp_path)
     [ref] = summaries(uninterrupted(module))
     assert s["status"] == "finished" and s["global_steps"] == ref["global_steps"] == STEPS
-    assert s["test/loss"] == ref["test/loss"]
+    assert {k: v for k, v in s.items() if k.startswith("test/")} == {k: v for k, v in ref.items() if k.startswith("test/")}
     mine, theirs = final_weights(tmp_path), final_weights(uninterrupted(module))
     assert mine.keys() == theirs.keys()
     assert [k for k in mine if not torch.equal(mine[k], theirs[k])] == []
@@ -167,19 +167,21 @@ def test_a_different_configuration_in_the_same_run_directory_is_refused(tmp_path
 
 
 def test_two_identical_commands_at_once_one_is_refused(tmp_path):
-    args = [*COMMON, *MODULES["classification"]]
+    args = [*COMMON, *MODULES["classification"], "trainer.max_epochs=1000"]  # long enough to overlap
     first = subprocess.Popen([sys.executable, "-m", "kmexp.train", *args], cwd=REPO, env=_env(tmp_path),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list(tmp_path.rglob("run_config.json")) and time.time() < deadline and first.poll() is None:
         time.sleep(0.05)
     second = run_cli(args, tmp_path, check=False)
-    out, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-3000:]
+    assert first.poll() is None, "the first run ended before the second started"
     assert second.returncode == 1 and "is in use by another process" in second.stderr
-    assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    assert f"pid {first.pid} on " in second.stderr and "Traceback" not in second.stderr
+    first.send_signal(signal.SIGTERM)  # the first was not disturbed: it stops cleanly, resumable
+    first.communicate(timeout=300)
+    assert first.returncode == 75
     [s] = summaries(tmp_path)
-    assert s["status"] == "finished" and s["global_steps"] == STEPS
+    assert s["status"] == "preempted" and s["global_steps"] >= 1
 
 
 def test_a_corrupt_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_path):

@@ -5,7 +5,10 @@ back through ``load_state_dict()`` before iterating; it does not skip batches it
 :class:`ResumableDataLoader` (a ``DataLoader`` whose class is swapped in, so Lightning's
 re-instantiation for distributed samplers keeps working) records
 
-- the random state just before ``iter()`` (the shuffle order and worker seeds come from it),
+- the random state just before ``iter()`` (worker seeds, and with workers the shuffle order,
+  come from it) and just before the first batch (without workers the sampler draws its
+  shuffle order there; with several loaders, as in multi-task training, that is after every
+  loader's ``iter()``),
 - the random state before each of the last few batches was fetched (Lightning fetches one
   batch ahead of training, so the batch being trained at save time was loaded earlier),
 - how many batches training completed in the current epoch (told by
@@ -37,7 +40,7 @@ class ResumableDataLoader(DataLoader):
 
     def _resumable_init(self) -> None:
         if "_rl_ready" not in self.__dict__:
-            self.__dict__.update(_rl_ready=True, _rl_iter_rng=None, _rl_fetch_rng={}, _rl_fetched=0,
+            self.__dict__.update(_rl_ready=True, _rl_iter_rng=None, _rl_first_rng=None, _rl_fetch_rng={}, _rl_fetched=0,
                                  _rl_completed=0, _rl_epoch_done=False, _rl_pending=None)
 
     # --- told by the LastCheckpoint callback ---------------------------------------------
@@ -57,7 +60,7 @@ class ResumableDataLoader(DataLoader):
         c = self._rl_completed
         refetch = [self._rl_fetch_rng[j] for j in range(c, self._rl_fetched) if j in self._rl_fetch_rng]
         return {"position": "mid_epoch", "completed": c, "iter_rng": self._rl_iter_rng,
-                "refetch_rng": refetch}
+                "first_fetch_rng": self._rl_first_rng, "refetch_rng": refetch}
 
     def load_state_dict(self, state: dict) -> None:
         self._resumable_init()
@@ -67,7 +70,8 @@ class ResumableDataLoader(DataLoader):
     def __iter__(self) -> Iterator:
         self._resumable_init()
         pending, self._rl_pending = self._rl_pending, None
-        self.__dict__.update(_rl_fetch_rng={}, _rl_fetched=0, _rl_completed=0, _rl_epoch_done=False)
+        self.__dict__.update(_rl_fetch_rng={}, _rl_fetched=0, _rl_completed=0, _rl_epoch_done=False,
+                             _rl_first_rng=None)
         if pending is None:
             self._rl_iter_rng = rng_state.capture()
             return self._recording(super().__iter__(), [])
@@ -78,6 +82,9 @@ class ResumableDataLoader(DataLoader):
         rng_state.restore(state["iter_rng"])
         self._rl_iter_rng = state["iter_rng"]
         it = super().__iter__()
+        self._rl_first_rng = state.get("first_fetch_rng")
+        if self._rl_first_rng is not None:
+            rng_state.restore(self._rl_first_rng)
         completed = int(state["completed"])
         sampler_iter = getattr(it, "_sampler_iter", None)
         if self.num_workers == 0 and sampler_iter is not None:
@@ -106,6 +113,8 @@ class ResumableDataLoader(DataLoader):
             except StopIteration:
                 return
             j = self._rl_fetched
+            if j == 0:
+                self._rl_first_rng = before
             self._rl_fetch_rng[j] = before
             self._rl_fetch_rng.pop(j - _HISTORY, None)
             self._rl_fetched += 1
