@@ -5,10 +5,11 @@ Examples::
     python -m kmexp.train                                  # KM, ResNet-32, bundled digits
     python -m kmexp.train experiment=table1/km seed=3      # Table I, KM row
     python -m kmexp.train -m method=full,bl,km seed=0,1,2  # a local sweep
-    python -m kmexp.train ... resume=true                  # continue from last.ckpt
+    python -m kmexp.train ...                              # rerun: resumes from last.ckpt
 
 The run directory is derived from the command-line overrides (not a timestamp), so
-re-running a command finds its own checkpoints. Each run writes ``summary.json``
+re-running a command finds its own checkpoints: an interrupted run resumes, a finished one
+is not retrained (kmexp/runs). Each run writes ``summary.json``
 (metrics, parameter counts, what ran and on what) and ``patch.safetensors`` (the task
 patch) into it.
 """

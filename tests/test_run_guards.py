@@ -75,3 +75,15 @@ def test_atomic_save_keeps_the_previous_checkpoint_and_orphans_are_cleaned(tmp_p
     orphan = temporary_name(last)
     orphan.write_bytes(b"half a checkpoint")
     assert clean_orphans(tmp_path) == [orphan] and not orphan.exists()
+
+
+def test_stale_lightning_hpc_checkpoints_are_retired_but_stay_resume_candidates(tmp_path):
+    from kmexp.runs.resume import newest_readable, retire_hpc_checkpoints
+
+    ckpts = tmp_path / "checkpoints"
+    atomic_torch_save({"state_dict": {}, "global_step": 6}, ckpts / "last.ckpt")
+    torch.save({"state_dict": {}, "global_step": 13}, tmp_path / "hpc_ckpt_1.ckpt")
+    retire_hpc_checkpoints(tmp_path)
+    assert not list(tmp_path.glob("hpc_ckpt_*"))  # Lightning on SLURM would load it by itself
+    path, step = newest_readable(ckpts)
+    assert (path.name, step) == ("legacy-hpc_ckpt_1.ckpt", 13)

@@ -30,6 +30,7 @@ from kmexp.runs.atomic_io import LAST, PREVIOUS
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "run_config.json"
+LEGACY_HPC_PREFIX = "legacy-hpc_ckpt_"
 # dotted keys that may change between a run and its resumption
 VOLATILE = ("resume", "logger", "paths", "callbacks.progress_bar", "checkpointing", "trainer.accelerator",
             "trainer.devices", "dataset.datamodule.num_workers", "dataset.datamodule.root")
@@ -80,7 +81,8 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def candidates(ckpt_dir: Path) -> list[Path]:
-    found = [ckpt_dir / LAST, ckpt_dir / PREVIOUS, *sorted(ckpt_dir.glob("best-*.ckpt"))]
+    found = [ckpt_dir / LAST, ckpt_dir / PREVIOUS, *sorted(ckpt_dir.glob("best-*.ckpt")),
+             *sorted(ckpt_dir.glob(f"{LEGACY_HPC_PREFIX}*.ckpt"))]
     return [p for p in found if p.is_file()]
 
 
@@ -108,6 +110,17 @@ def finished_summary(run_dir: Path) -> dict | None:
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return s if isinstance(s, dict) and s.get("status") == "finished" else None
+
+
+def retire_hpc_checkpoints(run_dir: Path) -> None:
+    """Move Lightning's ``hpc_ckpt_*.ckpt`` (written by earlier versions on SLURM) into
+    ``checkpoints/legacy-hpc_ckpt_*``: on SLURM Lightning would otherwise load one of them
+    whenever ``fit``/``test`` get no explicit checkpoint. They stay resume candidates."""
+    for p in sorted(run_dir.glob("hpc_ckpt_*.ckpt")):
+        target = run_dir / "checkpoints" / f"legacy-{p.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        p.replace(target)
+        log.warning("moved Lightning's %s to %s (last.ckpt is the only resume point now)", p.name, target)
 
 
 def decide(run_dir: Path, cfg: DictConfig) -> Decision:

@@ -61,6 +61,7 @@ class RunSession:
         try:
             if self.primary:
                 clean_orphans(self.ckpt_dir)
+                resume_mod.retire_hpc_checkpoints(self.run_dir)
             self.decision = resume_mod.decide(self.run_dir, self.cfg)
         except BaseException:
             self.lock.__exit__()
