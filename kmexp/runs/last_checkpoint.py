@@ -6,8 +6,12 @@ old step. :class:`LastCheckpoint` saves instead
 
 - at the end of every training epoch (after validation),
 - every ``interval_s`` seconds during an epoch (so a long epoch loses minutes, not the epoch),
+  except after an epoch's last batch, where the epoch-end save follows validation (Lightning
+  resumes a checkpoint taken after the last batch at the next epoch, skipping that validation
+  and its random draws),
 - when a preemption signal arrived (see :mod:`kmexp.runs.preemption`): then it raises
-  :class:`~kmexp.runs.preemption.Preempted` right after the save.
+  :class:`~kmexp.runs.preemption.Preempted` right after the save (after an epoch's last
+  batch: at the next epoch start, once the epoch's averages are logged and flushed).
 
 Each checkpoint also carries the random states (:mod:`kmexp.runs.rng_state`); the
 training loaders' positions travel in Lightning's loop state
@@ -51,6 +55,7 @@ class LastCheckpoint(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.guard is not None:
             self.guard.leave_training()
+        self._stop_if_signalled()  # after the last epoch: testing is redone on resume
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._pending_metrics is not None:  # first batch after a mid-epoch resume
@@ -58,16 +63,34 @@ class LastCheckpoint(pl.Callback):
             self._pending_metrics = None
         for loader in self._loaders(trainer):
             loader.mark_completed()
+        if self._last_batch_of_epoch(trainer, batch_idx):
+            return  # on_train_epoch_end saves after validation; a batch-end save here would resume past it
         preempted = self.guard is not None and self.guard.signal is not None
         if preempted or (self.interval_s > 0 and time.monotonic() - self._last_save >= self.interval_s):
             self.save(trainer, mid_epoch=True)
         if preempted:
             raise Preempted(self.guard.signal)
 
+    @staticmethod
+    def _last_batch_of_epoch(trainer, batch_idx: int) -> bool:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return True
+        n = trainer.num_training_batches
+        return n != float("inf") and batch_idx + 1 >= n
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for loader in self._loaders(trainer):
             loader.mark_epoch_done()
         self.save(trainer)
+        # a pending signal stops at the next epoch start: Lightning logs the epoch's training
+        # averages after this hook, and a resume from this checkpoint does not log them again
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        for logger in trainer.loggers:  # the previous epoch's rows reach the disk
+            logger.save()
+        self._stop_if_signalled()
+
+    def _stop_if_signalled(self) -> None:
         if self.guard is not None and self.guard.signal is not None:
             raise Preempted(self.guard.signal)
 

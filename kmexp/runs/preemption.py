@@ -4,8 +4,9 @@ What happens on a signal:
 
 1. during training, the handler only records the signal; at the end of the current batch
    :class:`~kmexp.runs.last_checkpoint.LastCheckpoint` saves ``last.ckpt`` and raises
-   :class:`Preempted`; outside training (set-up, testing) :class:`Preempted` is raised at once
-   (the latest checkpoint is already on disk);
+   :class:`Preempted` (after an epoch's last batch: once validation and the epoch-end save are
+   done); outside training (set-up, testing) :class:`Preempted` is raised at once (the latest
+   checkpoint is already on disk);
 2. ``kmexp.train`` writes ``summary.json`` with ``status: preempted``;
 3. :meth:`PreemptionGuard.requeue` asks the scheduler for a new start: under submitit its own
    handler (checkpoint the job, ``scontrol requeue``, exit); under plain SLURM
