@@ -31,7 +31,7 @@ COMMON = [
 MODULES = {
     "classification": ["backbone=resnet20", "dataset.datamodule.batch_size=16", "trainer.max_epochs=3",
                        "trainer.limit_train_batches=3"],
-    "fewshot": ["experiment=glyphs/km", "backbone.hidden=8", "dataset.datamodule.split=[10,5,5]",
+    "fewshot": ["experiment=glyphs/fewshot", "method=km", "backbone.hidden=8", "dataset.datamodule.split=[10,5,5]",
                 "meta.iterations_per_epoch=3", "meta.meta_batch_size=2", "meta.num_val_tasks=2",
                 "meta.num_test_tasks=2", "meta.query=2", "meta.test_inner_steps=1", "trainer.max_epochs=3"],
     "multitask": ["experiment=digits/mp_multitask_sb", "dataset.datamodule.batch_size=16", "trainer.max_epochs=3",
@@ -261,7 +261,7 @@ def test_a_failure_during_a_save_never_leaves_the_run_unresumable(other_fs_log_d
 
 
 def test_a_relaunched_reproduce_sweep_trains_nothing(tmp_path):
-    cmd = ["km_table1", "--rows", "bl", "--seeds", "0", "--profile", "mini", "--logs", str(tmp_path / "logs"),
+    cmd = ["table1", "--rows", "bl", "--seeds", "0", "--profile", "mini", "--logs", str(tmp_path / "logs"),
            "--out", str(tmp_path / "out"), "--", "backbone=resnet20", "dataset.datamodule.batch_size=8"]
     run_cli(cmd, tmp_path, module="kmexp.reproduce")
     run_dir = run_dir_of(tmp_path / "logs")

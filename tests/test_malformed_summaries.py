@@ -5,41 +5,43 @@ import csv
 import json
 import statistics
 
-from kmexp.results import main
+from kmexp.reporting.results import write_table
+from kmexp.reporting.runs import Cell
+from kmexp.reporting.tables import TABLES
 
 
-def _good(root, seed, acc):
-    d = root / f"km_seed{seed}"
-    d.mkdir(parents=True)
-    (d / "summary.json").write_text(json.dumps({"status": "finished", "experiment": "table1/km", "seed": seed,
-                                                "test/acc": acc, "params/trainable": 7944}))
+def _cells(table_id, seeds=range(5)):
+    return [Cell(table_id, r.key, s, (), f"{r.key}-{s}") for r in TABLES[table_id].rows for s in seeds]
 
 
-BAD = {
-    "binary": b"\x80\x81\xfe\xff\x00garbage",
-    "not_json": b'{"status": "finished", "test/acc": 0.7',
-    "not_object": b"[1, 2, 3]",
-    "non_numeric": json.dumps({"status": "finished", "experiment": "table1/km", "seed": 3, "test/acc": "high"}).encode(),
-    "nan": b'{"status": "finished", "experiment": "table1/km", "seed": 4, "test/acc": NaN}',
+BAD = {  # seed -> bytes of a damaged km summary
+    3: b"\x80\x81\xfe\xff\x00garbage",
+    4: b'{"status": "finished", "test/acc": 0.7',
 }
-REASONS = {"binary": "not text", "not_json": "not JSON", "not_object": "not a JSON object (a list)",
-           "non_numeric": "test/acc is not a number", "nan": "test/acc is not finite"}
+BAD_BL = {
+    0: b"[1, 2, 3]",
+    1: json.dumps({"status": "finished", "test/acc": "high"}).encode(),
+    2: b'{"status": "finished", "test/acc": NaN}',
+}
+REASONS = {("km", 3): "not text", ("km", 4): "not JSON", ("bl", 0): "not a JSON object (a list)",
+           ("bl", 1): "test/acc is not a number", ("bl", 2): "test/acc is not finite"}
 
 
-def test_malformed_summaries_are_listed_and_the_table_uses_the_good_ones(tmp_path, capsys):
-    sweep = tmp_path / "sweep"
+def test_malformed_summaries_are_listed_and_the_table_uses_the_good_ones(tmp_path):
+    runs = tmp_path / "runs"
     for seed, acc in enumerate([0.70, 0.72, 0.75]):
-        _good(sweep, seed, acc)
-    for name, data in BAD.items():
-        (sweep / name).mkdir()
-        (sweep / name / "summary.json").write_bytes(data)
+        (runs / f"km-{seed}").mkdir(parents=True)
+        (runs / f"km-{seed}" / "summary.json").write_text(json.dumps({"status": "finished", "test/acc": acc}))
+    for row, bad in (("km", BAD), ("bl", BAD_BL)):
+        for seed, data in bad.items():
+            (runs / f"{row}-{seed}").mkdir(parents=True)
+            (runs / f"{row}-{seed}" / "summary.json").write_bytes(data)
 
-    assert main(["km_table1", str(sweep), "--out", str(tmp_path / "out")]) == 0
-    md = (tmp_path / "out" / "km_table1.md").read_text()
-    for name, reason in REASONS.items():
-        line = next((x for x in md.splitlines() if f"{sweep / name / 'summary.json'}" in x), "")
-        assert "malformed" in line and reason in line, (name, md)
-    rows = {r["row"]: r for r in csv.DictReader((tmp_path / "out" / "km_table1.csv").open())}
-    assert rows["km"]["runs"] == "3"
+    md = write_table("table1", _cells("table1"), runs, tmp_path / "out").read_text()
+    for (row, seed), reason in REASONS.items():
+        path = runs / f"{row}-{seed}" / "summary.json"
+        line = next((x for x in md.splitlines() if str(path) in x), "")
+        assert f"{row} seed {seed}: malformed summary" in line and reason in line, (row, seed, md)
+    rows = {r["row"]: r for r in csv.DictReader((tmp_path / "out" / "table1.csv").open())}
+    assert rows["km"]["runs"] == "3" and rows["bl"]["runs"] == "0"
     assert float(rows["km"]["test/acc_mean"]) == statistics.fmean([0.70, 0.72, 0.75])
-    assert "Traceback" not in capsys.readouterr().err
