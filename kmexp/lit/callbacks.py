@@ -35,7 +35,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
             monitor=c.checkpoint.monitor,
             mode=c.checkpoint.mode,
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt: kmexp.runs.last_checkpoint.LastCheckpoint
             every_n_epochs=1,
         )
     ]
