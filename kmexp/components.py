@@ -9,6 +9,8 @@ Table I: "Convolution / Implicit / Explicit / Classifier"). A method is a set of
                    and their biases
 ``implicit``       affine parameters of normalization layers, gamma and beta
                    ("implicit modulation", Sec. III-B)
+``norm_offset``    the offsets beta of normalization layers alone (a subset of
+                   ``implicit``; KM's few-shot inner loop variant, Table III "< 51X")
 ``explicit``       kernel-modulator weights (Sec. III-A)
 ``classifier``     the final linear layer
 ``depthwise``      depthwise conv weights (model patches' DW patch)
@@ -39,6 +41,7 @@ from kmexp.errors import ConfigError
 COMPONENTS = (
     "convolution",
     "implicit",
+    "norm_offset",
     "explicit",
     "classifier",
     "depthwise",
@@ -79,11 +82,13 @@ def _injected_owner(model: nn.Module) -> dict[int, InjectedModule]:
     return owner
 
 
-def classifier_module(model: nn.Module) -> nn.Module | None:
-    """The final linear layer: ``model.get_classifier()`` (timm convention) or ``model.fc``."""
-    if hasattr(model, "get_classifier"):
-        return model.get_classifier()
-    return getattr(model, "fc", None)
+def classifier_module(model: nn.Module) -> nn.Module:
+    """The final linear layer, as the backbone names it (:func:`kmexp.models.heads.find_head`:
+    ``backbone.classifier``, ``get_classifier()``, timm's ``pretrained_cfg``, a torchvision
+    family); a network that names none is an error, never a silently frozen random head."""
+    from kmexp.models.heads import find_head  # kmexp.models imports this module
+
+    return find_head(model)
 
 
 def _is_depthwise(conv: nn.Module) -> bool:
@@ -92,8 +97,7 @@ def _is_depthwise(conv: nn.Module) -> bool:
 
 def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
     """Map every parameter name (as in ``named_parameters()``) to its components."""
-    classifier = classifier_module(model)
-    classifier_ids = {id(p) for p in classifier.parameters()} if classifier is not None else set()
+    classifier_ids = {id(p) for p in classifier_module(model).parameters()}
     injected = _injected_owner(model)
 
     by_id: dict[int, set[str]] = defaultdict(set)
@@ -110,6 +114,8 @@ def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
                 tags.add("classifier")
             elif isinstance(owner, NORM_TYPES):
                 tags.add("implicit")
+                if pname == "bias":
+                    tags.add("norm_offset")
             else:
                 tags.add("convolution")
                 if _is_depthwise(owner) and pname == "weight":

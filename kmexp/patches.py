@@ -23,6 +23,7 @@ from torch import nn
 
 from kmexp.components import NORM_TYPES
 from kmexp.errors import PatchError
+from kmexp.patch_checksum import tensor_digest
 
 FORMAT_VERSION = 1
 _STAT_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -76,7 +77,9 @@ def export_patch(
         "norm_stats": include_norm_stats,
         **info,
     }
-    save_file(patch_state(model, include_norm_stats), str(path), metadata={"kmexp": json.dumps(header)})
+    state = patch_state(model, include_norm_stats)
+    header["content_sha256"] = tensor_digest(state)  # checked by read_patch (kmexp.patch_checksum)
+    save_file(state, str(path), metadata={"kmexp": json.dumps(header)})
     return path
 
 
@@ -99,6 +102,9 @@ def read_patch(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         header = json.loads(meta["kmexp"])
     except json.JSONDecodeError as e:
         raise PatchError(f"{path}: corrupted kmexp header: {e}") from e
+    expected = header.get("content_sha256")  # absent in patches written before checksums existed
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise PatchError(f"{path}: tensor contents do not match the patch's checksum (damaged file)")
     return header, tensors
 
 

@@ -134,3 +134,15 @@ def check_hardware(cfg: DictConfig) -> None:
     devices = cfg.trainer.get("devices")
     if accel in ("gpu", "cuda") and isinstance(devices, int) and devices > torch.cuda.device_count():
         raise ConfigError(f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s)")
+
+
+def refuse_best_on_test(test_ckpt: str, datamodule) -> None:
+    """``test_ckpt=best`` selects the checkpoint with the best validation accuracy; when the
+    validation set *is* the test set, that is model selection on the test set. Refused."""
+    if test_ckpt == "best" and getattr(datamodule, "validates_on_test", False):
+        name = getattr(datamodule, "name", type(datamodule).__name__)
+        raise ConfigError(
+            f"test_ckpt=best would select the checkpoint on the test set: {name} has no held-out validation "
+            f"split, so validation runs on the test split. Use test_ckpt=last, or hold out a validation split "
+            f"from the training set with dataset.datamodule.val_size=<images>"
+        )

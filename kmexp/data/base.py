@@ -58,6 +58,12 @@ class ClassificationDataModule(pl.LightningDataModule):
         if self._datasets is None:
             self._datasets = self.build_datasets()
 
+    @property
+    def validates_on_test(self) -> bool:
+        """True when there is no held-out split and validation runs on the test set."""
+        self.setup()
+        return self._datasets[1] is self._datasets[2]
+
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
         sampler = None if train else eval_sampler(ds)  # DDP: split evaluation data without repeats
         return DataLoader(

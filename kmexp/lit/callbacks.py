@@ -38,7 +38,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
             monitor=c.checkpoint.monitor,
             mode=c.checkpoint.mode,
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt: kmexp.runs.last_checkpoint.LastCheckpoint
             every_n_epochs=1,
         )
     ]
@@ -48,8 +48,18 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
         callbacks.append(TQDMProgressBar())
     if cfg.get("logger"):
         callbacks.append(LearningRatePerGroup())  # lr/<parameter group>, e.g. lr/explicit
+    if _norm_stats(cfg) == "epoch_average":  # model patches: statistics averaged over each epoch
+        from kmexp.norm_statistics import EpochAverageNormStatistics
+
+        callbacks.append(EpochAverageNormStatistics())
     if cfg.get("save_init_checkpoint", False):  # KM Fig. 3 compares weights before and after training
         from kmexp.init_checkpoint import SaveInitialCheckpoint
 
         callbacks.append(SaveInitialCheckpoint(ckpt_dir / "init.ckpt"))
     return callbacks
+
+
+def _norm_stats(cfg: DictConfig) -> str:
+    from kmexp.methods import parse_method
+
+    return parse_method(cfg.method).norm_stats

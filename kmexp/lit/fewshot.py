@@ -40,7 +40,7 @@ from kmexp.lit.base import MethodModule, plain
 from kmexp.methods import Method
 
 # keys of the `meta` config section that only the datamodule reads
-DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed")
+DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed", "test_query")
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class RunSummary(pl.Callback):
             method = module.method
             patch = export_patch(
                 module.net, self.run_dir / "patch.safetensors", method.name, list(method.components),
-                include_norm_stats=method.norm_stats == "update",
+                include_norm_stats=method.norm_stats != "frozen",
                 backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
             )
             summary["patch/bytes"] = patch.stat().st_size

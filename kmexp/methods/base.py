@@ -7,8 +7,9 @@ A method (Kernel Modulation Table I, model patches Sec. 2) says
   injected modules subclass :class:`kmexp.components.InjectedModule`, so they tag their
   own parameters and declare their own optimizer needs (e.g. no weight decay);
 - whether normalization layers re-estimate their running statistics while training
-  (``norm_stats: update``, shipped in the task patch) or keep the base model's
-  (``frozen``);
+  (``norm_stats: update``, PyTorch's exponential average, momentum 0.1; or
+  ``epoch_average``, a cumulative average over each epoch, :mod:`kmexp.norm_statistics`;
+  both shipped in the task patch) or keep the base model's (``frozen``);
 - for meta-learning (KM Sec. IV-C), what the inner loop adapts: ``inner_components``.
 
 Class attributes give a method's defaults; its config (``configs/method/<name>.yaml``)
@@ -26,7 +27,7 @@ from torch import nn
 from kmexp.components import validate_components
 from kmexp.errors import ConfigError
 
-NORM_STATS = ("update", "frozen")
+NORM_STATS = ("update", "epoch_average", "frozen")
 
 METHODS: dict[str, type[Method]] = {}
 

@@ -5,6 +5,7 @@ from kmexp.models import (  # noqa: F401
     convmixer,
     inception,
     mobilenet,
+    resnet_bit,  # noqa: F401
     resnet_cifar,  # noqa: F401
     resnet_imagenet,  # noqa: F401
     resnet_tf,  # noqa: F401

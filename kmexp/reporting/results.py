@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
+from kmexp.reporting.summary_file import read_summary
 from kmexp.reporting.tables import TABLES, Table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,10 +64,9 @@ def cell_summaries(cells, runs_dir: str | Path) -> list[dict]:
         path = Path(runs_dir) / cell.run_id / "summary.json"
         if not path.is_file():
             continue
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            s = {"status": "failed", "error": f"unreadable summary: {e}"}
+        s, problem = read_summary(path)  # damaged files: listed as malformed, never a crash
+        if s is None:
+            s = {"status": "malformed", "error": f"{path}: {problem}"}
         out.append({**s, "row": cell.row, "seed": cell.seed, "_path": str(path)})
     return out
 
@@ -103,7 +102,8 @@ def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str
         all_finished += finished
         failed = [s for s in runs if s.get("status") != "finished"]
         for s in failed:
-            problems.append(f"{row.key} seed {s.get('seed')}: failed: {s.get('error', 'unknown error')}")
+            kind = "malformed summary" if s.get("status") == "malformed" else "failed"
+            problems.append(f"{row.key} seed {s.get('seed')}: {kind}: {s.get('error', 'unknown error')}")
         seeds = {s.get("seed") for s in finished}
         missing = [sd for sd in table.seeds if sd not in seeds]
         if missing:

@@ -101,7 +101,7 @@ def report_for_experiment(experiment: str, n_tasks: int = 100, overrides: list[s
     with tempfile.TemporaryDirectory() as tmp:
         method = parse_method(cfg.method)
         patch = export_patch(model, Path(tmp) / "patch.safetensors", method.name, list(method.components),
-                             include_norm_stats=method.norm_stats == "update")
+                             include_norm_stats=method.norm_stats != "frozen")
         report = storage_report(model, patch.stat().st_size, n_tasks, tmp)
     return {"run": experiment, "method": cfg.method.name, "dataset": cfg.dataset.name, **report}
 
