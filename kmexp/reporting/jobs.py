@@ -147,8 +147,8 @@ class TrainJob:
 
     def __call__(self) -> str:
         env = dict(os.environ, KMEXP_LAUNCHER=self.launcher)
-        proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *self.overrides], cwd=REPO, env=env,
-                                stderr=subprocess.PIPE, text=True)
+        proc = self._proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *self.overrides], cwd=REPO,
+                                             env=env, stderr=subprocess.PIPE, text=True)
         last = ""
         for line in proc.stderr:  # keep the job's log complete, remember the last line
             sys.stderr.write(line)
@@ -159,9 +159,23 @@ class TrainJob:
         return "finished"
 
     def checkpoint(self, *args, **kwargs):
+        """submitit's time-limit / preemption hook: let the training process save ``last.ckpt``
+        (SIGTERM: :mod:`kmexp.runs.preemption`), then requeue the same command."""
+        import signal
+
         import submitit
 
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                pass
         return submitit.helpers.DelayedSubmission(TrainJob(self.overrides, self.launcher))
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_proc"}
 
 
 def submit(runs: list[Run], launcher: str, log_root: Path) -> list[dict]:
