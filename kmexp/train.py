@@ -55,6 +55,7 @@ def run(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
     module = build_lightning_module(cfg)
+    module.nan_check_every_n_steps = cfg.get("nan_check_every_n_steps")
     log.info("%s (%s on %s, method %s)", describe(module.net), cfg.backbone.name, cfg.dataset.name, module.method.name)
 
     trainer = hydra.utils.instantiate(
