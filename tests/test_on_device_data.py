@@ -145,3 +145,16 @@ def test_tiny_digits_run_on_device(tmp_path):
     assert "digits split 0 on the device: 1197 images (3, 32, 32) on cpu" in log
     reference = run_cli(args, tmp_path / "loader")  # auto on CPU: the DataLoader path
     assert "on the device" not in reference.stdout + reference.stderr
+
+
+def test_gpu_trainer_preset_is_bf16_with_cudnn_benchmark():
+    from hydra import compose, initialize_config_dir
+
+    from kmexp.config import register_resolvers
+    from tests.conftest import REPO
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["trainer=gpu", "dataset=cifar10"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
+    assert cfg.dataset.datamodule.on_device is None  # auto: on, since the trainer is on a GPU
