@@ -94,17 +94,18 @@ class ClassificationDataModule(pl.LightningDataModule):
 
         if not hasattr(self, "_device_splits"):
             self._device_splits = {}
-        if index not in self._device_splits:
+        key = id(self._datasets[index])  # val and test may be one dataset: one copy on the device
+        if key not in self._device_splits:
             norm = self.device_normalization()
             mean, std = norm if norm else (None, None)
             split = DeviceImages(*dataset_tensors(self._datasets[index]), self._training_device(), mean, std)
-            self._device_splits[index] = split
+            self._device_splits[key] = split
             log.info("%s split %d on the device: %s images %s on %s", self.name, index, len(split),
                      tuple(split.images.shape[1:]), split.device)
         trainer = getattr(self, "trainer", None)
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed()
         return DeviceBatches(
-            self._device_splits[index], self.batch_size if train else self.eval_batch_size,
+            self._device_splits[key], self.batch_size if train else self.eval_batch_size,
             shuffle=train, augment=train and self.device_augment(), seed=seed % 2**31,
             epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
             rank=trainer.global_rank if trainer is not None else 0,
