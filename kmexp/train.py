@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from kmexp.config import register_resolvers
-from kmexp.errors import ExistingRunError, KmexpError
+from kmexp.errors import ConfigError, ExistingRunError, KmexpError
 from kmexp.runs.run_lock import RunLockedError
 
 log = logging.getLogger("kmexp.train")
@@ -52,6 +52,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, session) -> dict:
     import pytorch_lightning as pl
 
     from kmexp.components import describe
+    from kmexp.distributed import split_global_batch
     from kmexp.lit import build_lightning_module
     from kmexp.lit.callbacks import build_callbacks, build_loggers
     from kmexp.lit.summary import RunSummary
@@ -72,14 +73,17 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, session) -> dict:
         plugins=session.plugins(),
         enable_progress_bar=cfg.callbacks.progress_bar != "none",
     )
+    split_global_batch(datamodule, trainer.world_size)  # presets give the global batch (kmexp.distributed)
     session.prepare(datamodule, trainer.loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=session.ckpt_path, weights_only=True)
     trainer.test(module, datamodule=datamodule, ckpt_path="best" if cfg.test_ckpt == "best" else None, verbose=False,
                  weights_only=True)
+    log.info("rank %d of %d finished", trainer.global_rank, trainer.world_size)
 
     result = summary.summary or {"status": "finished", "test/acc": float("nan")}  # None off rank 0
-    log.info("test/acc %.4f; results in %s", result["test/acc"], run_dir)
-    print(f"[kmexp] finished: test/acc={result['test/acc']:.4f}  summary: {run_dir / 'summary.json'}")
+    if trainer.is_global_zero:
+        log.info("test/acc %.4f; results in %s", result["test/acc"], run_dir)
+        print(f"[kmexp] finished: test/acc={result['test/acc']:.4f}  summary: {run_dir / 'summary.json'}")
     return result
 
 
@@ -98,12 +102,17 @@ def main(cfg: DictConfig) -> float | None:
         summary = run(cfg)
         return summary["test/acc"]
     except KmexpError as e:
+        from kmexp.distributed import is_global_zero
+        from kmexp.run_dirs import discard_if_fresh
+
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         try:
             from kmexp.lit.summary import write_summary
 
-            if not isinstance(e, (ExistingRunError, RunLockedError)):  # the run is someone else's
+            if isinstance(e, ConfigError) and discard_if_fresh(Path(cfg.paths.run_dir), Path(cfg.paths.log_dir)):
+                pass  # refused before it started: leave no run directory behind
+            elif not isinstance(e, (ExistingRunError, RunLockedError)) and is_global_zero():  # else: someone else's run
                 write_summary(Path(cfg.paths.run_dir), {"status": "failed", "error": str(e), "seed": cfg.get("seed")}, cfg)
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
@@ -115,4 +124,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from kmexp.wandb_utils import with_sweep_name
+
+    sys.argv = with_sweep_name(sys.argv)  # W&B groups a -m sweep's runs together
     main()

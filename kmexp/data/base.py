@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from kmexp.distributed import eval_sampler
 from kmexp.errors import DatasetNotFoundError
 
 
@@ -64,10 +65,12 @@ class ClassificationDataModule(pl.LightningDataModule):
         return self._datasets[1] is self._datasets[2]
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
+        sampler = None if train else eval_sampler(ds)  # DDP: split evaluation data without repeats
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -18,13 +18,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         if lcfg is None:
             continue
         if name == "wandb":
-            lcfg = prepare_wandb(lcfg, run_dir)
+            resuming = bool(cfg.resume) and (run_dir / "checkpoints" / "last.ckpt").exists()
+            lcfg = prepare_wandb(lcfg, run_dir, cfg, resuming)
         loggers.append(hydra.utils.instantiate(lcfg))
     return loggers
 
 
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+
+    from kmexp.lr_logging import LearningRatePerGroup
 
     c = cfg.callbacks
     callbacks = [
@@ -44,7 +47,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
     elif c.progress_bar == "tqdm":
         callbacks.append(TQDMProgressBar())
     if cfg.get("logger"):
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks.append(LearningRatePerGroup())  # lr/<parameter group>, e.g. lr/explicit
     if _norm_stats(cfg) == "epoch_average":  # model patches: statistics averaged over each epoch
         from kmexp.norm_statistics import EpochAverageNormStatistics
 

@@ -52,6 +52,9 @@ class Method:
     components: tuple[str, ...] = ()
     norm_stats: str = "update"
     inner_components: tuple[str, ...] | None = None
+    # the LightningModules under which the method means what it says (None: any); a meta-learning
+    # method such as MAML would silently train a plain classifier elsewhere (kmexp.validate refuses)
+    lightning_modules: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, components=None, norm_stats: str | None = None, inner_components=None):
         if components is not None:

@@ -18,6 +18,7 @@ import bisect
 
 import torch
 
+from kmexp.components import COMPONENTS
 from kmexp.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rbd")
@@ -137,32 +138,38 @@ def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
 
 
-def param_groups(named_params, decay: dict[str, float], cfg: dict, **group_options) -> list[dict]:
-    """Optimizer groups of the trainable ``(name, parameter)`` pairs.
+def param_groups(named_params, decay: dict[str, float], cfg: dict, tags: dict[str, set[str]] | None = None,
+                 name_prefix: str = "", **group_options) -> list[dict]:
+    """Optimizer groups of the trainable ``(name, parameter)`` pairs, one per component.
 
     ``decay`` maps names to the weight decay their module declares
     (:func:`kmexp.components.weight_decay_overrides`; kernel modulators: 0, KM Eq. 4);
     with ``no_weight_decay_1d`` biases and norm parameters get none either (the
-    timm/ConvNeXt recipe). ``group_options`` (e.g. ``lr``) go into every group.
+    timm/ConvNeXt recipe; group ``<component>/no_decay``). ``group_options`` (e.g. ``lr``)
+    go into every group. Each group is named by its component from ``tags``
+    (:func:`kmexp.components.tag_parameters`: ``implicit``, ``explicit``, ``classifier`` ...),
+    ``name_prefix`` in front (e.g. a multi-task run's task), so learning-rate series read
+    ``lr/explicit`` rather than ``pg2`` (:mod:`kmexp.lr_logging`).
     """
     skip_1d = cfg.get("no_weight_decay_1d", False)
-    regular, one_d = [], []
-    declared: dict[float, list] = {}
+    groups: dict[tuple[str, float | None], dict] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
+        component = next((c for c in COMPONENTS if c in (tags or {}).get(name, ())), "params")
+        wd = None
         if name in decay:
-            declared.setdefault(decay[name], []).append(p)
+            wd = decay[name]
         elif skip_1d and p.ndim <= 1:
-            one_d.append(p)
-        else:
-            regular.append(p)
-    groups = [
-        {"params": regular, **group_options},
-        *({"params": ps, "weight_decay": wd, **group_options} for wd, ps in declared.items()),
-        {"params": one_d, "weight_decay": 0.0, **group_options},
-    ]
-    return [g for g in groups if g["params"]]
+            component, wd = f"{component}/no_decay", 0.0
+        key = (name_prefix + component, wd)
+        if key not in groups:
+            taken = {g["name"] for g in groups.values()}
+            label = key[0] if key[0] not in taken else f"{key[0]}/weight_decay={wd}"
+            groups[key] = {"params": [], "name": label, **({"weight_decay": wd} if wd is not None else {}),
+                           **group_options}
+        groups[key]["params"].append(p)
+    return list(groups.values())
 
 
 def optimizers_for_lightning(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):

@@ -76,12 +76,30 @@ def runs_of_row(row, summaries: list[dict]) -> list[dict]:
     return [s for s in summaries if s.get("row") == row.key]
 
 
+def mixed_commits(summaries: list[dict]) -> str | None:
+    """A warning when the finished runs come from more than one code version (the git commit in
+    their ``provenance/git_commit``; runs from a dirty tree are counted as such)."""
+    versions: dict[str, int] = {}
+    for s in summaries:
+        commit = s.get("provenance/git_commit")
+        name = (commit[:10] if commit else "unknown") + ("+dirty" if s.get("provenance/git_dirty") else "")
+        versions[name] = versions.get(name, 0) + 1
+    commits = {v.split("+")[0] for v in versions}
+    if len(commits) <= 1:
+        return None
+    listed = ", ".join(f"{v} ({n} runs)" for v, n in sorted(versions.items(), key=lambda kv: -kv[1]))
+    return f"warning: this table mixes runs of {len(commits)} code versions: {listed}"
+
+
 def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str]]:
-    """One dict per table row (with per-metric mean/std and counts) and a list of problems."""
+    """One dict per table row (with per-metric mean/std and counts) and a list of problems
+    (failed and missing runs, and runs of different code versions)."""
     rows, problems = [], []
+    all_finished = []
     for row in table.rows:
         runs = runs_of_row(row, summaries)
         finished = [s for s in runs if s.get("status") == "finished"]
+        all_finished += finished
         failed = [s for s in runs if s.get("status") != "finished"]
         for s in failed:
             kind = "malformed summary" if s.get("status") == "malformed" else "failed"
@@ -104,6 +122,9 @@ def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str
             for r in rows:
                 if r["test/recovered_accuracy_ratio"][0] is None and r["test/acc"][0] is not None:
                     r["test/recovered_accuracy_ratio"] = (r["test/acc"][0] / ref["test/acc"][0], None)
+    mixed = mixed_commits(all_finished)
+    if mixed:
+        problems.insert(0, mixed)
     return rows, problems
 
 
@@ -164,6 +185,9 @@ def write_table(table_id: str, cells, runs_dir: str | Path, out_dir: str | Path,
     (``table`` overrides the registered definition, e.g. a subset of rows or seeds)."""
     table = table or TABLES[table_id]
     rows, problems = aggregate(table, cell_summaries(cells, runs_dir))
+    for p in problems:
+        if p.startswith("warning:"):
+            print(f"[kmexp] {table_id}: {p}", file=sys.stderr)
     text, records = render(table, rows, problems, provenance)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

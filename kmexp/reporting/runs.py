@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 # Top-level fields that name, place or log a run without changing what it trains.
-NAMING_KEYS = ("hydra", "experiment_name", "task_name", "logger", "resume", "checkpointing")
+NAMING_KEYS = ("hydra", "experiment_name", "sweep_name", "task_name", "logger", "resume", "checkpointing")
 # Dotted fields that only choose where and how fast a run executes.
 PLACEMENT_KEYS = ("trainer.accelerator", "trainer.devices", "callbacks.progress_bar",
                   "dataset.datamodule.num_workers")
