@@ -23,7 +23,7 @@ from kmexp.errors import ConfigError
 from kmexp.models.registry import build_backbone
 from kmexp.modulation import ModulatorConfig, add_kernel_modulators
 
-INJECTIONS = ("kernel_modulator", "lite_residual")
+INJECTIONS = ("kernel_modulator", "lite_residual", "lora")
 NORM_STATS = ("update", "frozen")
 
 
@@ -83,12 +83,33 @@ def build_model(model_cfg: dict) -> nn.Module:
 
         apply_sharing(model, sharing_cfg)
 
-    method = Method.from_dict(model_cfg["method"])
+    apply_method(model, model_cfg["method"], model_cfg.get("modulator"))
+    model.kmexp_recipe = {k: model_cfg.get(k) for k in ("backbone", "num_classes", "method", "modulator", "sharing")}
+    return model
+
+
+def apply_method(model: nn.Module, method_cfg: dict, modulator_cfg: dict | None = None) -> nn.Module:
+    """Steps 3-4 of :func:`build_model` on any network, in place: inject the method's modules
+    and freeze every parameter outside its components (the public ``kmexp.modulate``).
+
+    Method keys ``target_modules`` / ``exclude_modules`` restrict the kernel modulators to
+    some convolutions (:mod:`kmexp.targets`); ``lora`` holds the LoRA options (:mod:`kmexp.lora`).
+    """
+    method = Method.from_dict(method_cfg)
     if method.modulates:
-        add_kernel_modulators(model, ModulatorConfig.from_dict(model_cfg.get("modulator")))
+        from kmexp.targets import select_modules
+
+        names = None
+        if method.extra.get("target_modules") is not None or method.extra.get("exclude_modules") is not None:
+            names = select_modules(model, method.extra.get("target_modules"), method.extra.get("exclude_modules"))
+        add_kernel_modulators(model, ModulatorConfig.from_dict(modulator_cfg), names)
     if "lite_residual" in method.inject:
         from kmexp.lite_residual import add_lite_residuals
 
         add_lite_residuals(model, **method.extra.get("lite_residual", {}))
+    if "lora" in method.inject:
+        from kmexp.lora import apply_lora
+
+        apply_lora(model, method.extra.get("lora"), modulator_cfg)
     apply_trainable(model, method.components)
     return model
