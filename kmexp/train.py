@@ -150,6 +150,7 @@ def run(cfg: DictConfig) -> dict:
             module.net, run_dir / "patch.safetensors", cfg.method.name, list(cfg.method.components),
             include_norm_stats=cfg.method.get("norm_stats", "update") == "update",
             backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
+            num_classes=int(cfg.model.num_classes), recipe=OmegaConf.to_container(cfg.model, resolve=True),
         )
         summary["patch/bytes"] = patch.stat().st_size
     publish_summary(trainer.loggers, summary, cfg)
