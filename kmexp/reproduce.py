@@ -21,9 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kmexp.resources import repo_root, results_dir
 from kmexp.tables import TABLES, Table
 
-REPO = Path(__file__).resolve().parents[1]
 LAUNCHERS = ("local", "submitit_local", "slurm")
 
 # The mini profile: every table end to end on bundled data with tiny budgets. A
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
     mini = args.profile == "mini"
     log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce"))
-    out = Path(args.out or (REPO / "results" / ("mini" if mini else "")))
+    out = Path(args.out or (results_dir() / ("mini" if mini else "")))
 
     from kmexp.results import write_table
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.collect_only:
             print(f"[kmexp] {table_id}: launching {len(todo)} runs", flush=True)
             for cmd in cmds:
-                proc = subprocess.run(cmd, cwd=REPO)
+                proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
                 if proc.returncode != 0:
                     print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
                           file=sys.stderr)

@@ -36,6 +36,14 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"kmexp configs not found in {packaged} (broken installation?)")
 
 
+def hydra_config_path() -> str:
+    """``config_path`` of the Hydra entry points: the package's configs through Hydra's
+    ``pkg://`` search path when they ship inside it, else the clone's ``configs/`` (absolute)."""
+    if (PACKAGE / "configs").is_dir():
+        return "pkg://kmexp.configs"
+    return str(config_dir())
+
+
 def results_dir() -> Path:
     if os.environ.get("KMEXP_RESULTS"):
         return Path(os.environ["KMEXP_RESULTS"])

@@ -20,10 +20,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from kmexp.resources import paper_dir, results_dir
 from kmexp.tables import TABLES, Table
-
-REPO = Path(__file__).resolve().parents[1]
-PAPER_DIR = REPO / "results" / "paper"
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
@@ -42,7 +40,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
 
 def paper_values(paper_table: str, column: str) -> dict[str, tuple[float | None, float | None]]:
     """row -> (value, std) of ``column`` in results/paper/<paper_table>.csv."""
-    path = PAPER_DIR / f"{paper_table}.csv"
+    path = (paper_dir() or Path("/nonexistent")) / f"{paper_table}.csv"
     if not path.is_file():
         return {}
     values = {}
@@ -196,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table", help=f"one of {sorted(TABLES)}")
     p.add_argument("sweep_dir", help="directory holding the runs' summary.json files")
-    p.add_argument("--out", default=str(REPO / "results"), help="output directory (default: results/)")
+    p.add_argument("--out", default=str(results_dir()), help="output directory (default: results/)")
     p.add_argument("--provenance", default="", help="a line saying what ran (data, epochs, seeds, hardware)")
     p.add_argument("--seeds", default=None, help="the seeds the sweep was meant to run (default: the table's 5)")
     args = p.parse_args(argv)

@@ -272,7 +272,9 @@ def _optimum(paper_csv: str, paper_row: str, column: str) -> float | None:
     import csv
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "results" / "paper" / f"{paper_csv}.csv"
+    from kmexp.resources import paper_dir
+
+    path = (paper_dir() or Path("/nonexistent")) / f"{paper_csv}.csv"
     if path.is_file():
         for r in csv.DictReader(path.open()):
             if r["row"] == paper_row and r["column"] == column and r["value"]:

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kmexp.config import register_resolvers
 from kmexp.errors import ExistingRunError, KmexpError
+from kmexp.resources import hydra_config_path
 
 log = logging.getLogger("kmexp.train")
 register_resolvers()
@@ -203,7 +204,7 @@ def with_dataset_recipe(cfg: DictConfig) -> DictConfig:
     return hydra.compose(config_name="train", overrides=[*extra, *task])
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         cfg = with_dataset_recipe(cfg)

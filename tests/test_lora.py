@@ -8,11 +8,11 @@ from kmexp.components import component_counts, count_parameters
 from kmexp.errors import ConfigError
 from kmexp.lora import km_budget, lora_targets, match_budget, merge_lora, rank1_cost
 from kmexp.methods import build_model
-from tests.conftest import REPO
+from kmexp.resources import config_dir
 
 
 def _method(name: str) -> dict:
-    return yaml.safe_load((REPO / "configs" / "method" / f"{name}.yaml").read_text())
+    return yaml.safe_load((config_dir() / "method" / f"{name}.yaml").read_text())
 
 
 def _model(method: str, backbone: dict, num_classes: int):
