@@ -44,7 +44,7 @@ def runs(table: Table, seeds: list[int]) -> list[tuple]:
     return [(row, seed) for row in table.rows for seed in seeds]
 
 
-def _sweeps(table: Table) -> list[tuple[list[str], list[str]]]:
+def _sweeps(table: Table, mini: bool = False) -> list[tuple[list[str], list[str]]]:
     """(experiments, overrides) pairs, each one Hydra multirun, covering exactly the table's rows.
 
     Experiments whose rows use the same override combinations are swept together; a set of
@@ -52,7 +52,7 @@ def _sweeps(table: Table) -> list[tuple[list[str], list[str]]]:
     """
     combos: dict[str, list[tuple[str, ...]]] = {}
     for row in table.rows:
-        combos.setdefault(row.experiment, []).append(row.overrides)
+        combos.setdefault(row.experiment, []).append(row.overrides + (row.mini if mini else ()))
     by_combos: dict[frozenset, tuple[tuple, list[str]]] = {}
     for experiment, overrides in combos.items():
         ordered = tuple(dict.fromkeys(overrides))
@@ -83,7 +83,7 @@ def sweep_commands(table_id: str, table: Table, seeds: list[int], launcher: str,
                    profile: str | None, extra: list[str]) -> list[list[str]]:
     """The Hydra multirun commands that run every row of ``table`` for every seed."""
     cmds = []
-    for experiments, overrides in _sweeps(table):
+    for experiments, overrides in _sweeps(table, mini=profile == "mini"):
         cmd = [
             sys.executable, "-m", "kmexp.train", "-m",
             "experiment=" + ",".join(experiments),

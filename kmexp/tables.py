@@ -32,6 +32,7 @@ class Row:
     x: float | None = None
     series: str = ""  # figure series the row belongs to (e.g. "2 kernels")
     paper: tuple[str, str] | None | str = "default"
+    mini: tuple[str, ...] = ()  # extra overrides of this row in the mini profile (after the table's)
 
     def __post_init__(self):
         if not self.label:
@@ -418,3 +419,47 @@ for _setting, _title in (("omniglot_20w1s", "Omniglot 20-way 1-shot"), ("omniglo
                   "meta.num_test_tasks=2", "meta.inner_steps=1", "meta.test_inner_steps=1"),
         ),
     )
+
+
+# KM vs LoRA (beyond the papers): LoRA on convolutions through peft with the rank rule of
+# kmexp/lora.py (at most KM's modulator budget), BL (implicit + classifier) and BitFit, in
+# the Table I setting (ResNet-32 from scratch, CIFAR-10) and the Table II setting
+# (ImageNet-pretrained GN ResNet-50, four transfer datasets; TKM-2 = KM, NC = BL).
+_KM_VS_LORA_TRANSFER_MINI = ("++backbone.pretrained=false", "dataset.datamodule.batch_size=2",
+                             "++dataset.datamodule.eval_batch_size=2")
+register(
+    "km_vs_lora",
+    Table(
+        title="KM vs LoRA at matched budgets (not in the papers): Table I and Table II settings",
+        rows=(
+            Row("table1_km", "table1/km", "CIFAR-10 ResNet-32: KM"),
+            Row("table1_lora", "km_vs_lora/table1_lora", "CIFAR-10 ResNet-32: LoRA (KM-matched rank)"),
+            Row("table1_bl", "table1/bl", "CIFAR-10 ResNet-32: BL"),
+            Row("table1_bitfit", "km_vs_lora/table1_bitfit", "CIFAR-10 ResNet-32: BitFit"),
+            *(Row(f"{m}_{ds}", f"{exp}_{ds}", f"{ds} ResNet-50: {label}", mini=_KM_VS_LORA_TRANSFER_MINI)
+              for ds in ("aircraft", "cars", "flowers", "food")
+              for m, exp, label in (("km", "table2/tkm2", "KM (TKM-2)"), ("lora", "km_vs_lora/lora", "LoRA"),
+                                    ("bl", "table2/nc", "BL (NC)"), ("bitfit", "km_vs_lora/bitfit", "BitFit"))),
+        ),
+        metrics=("test/acc", "params/trainable", "params/total"),
+        note="Not a paper table: LoRA's rank follows kmexp/lora.py (<= KM's modulator parameters on the same convolutions).",
+        mini=("dataset=digits", "reference_accuracy=null"),
+    ),
+)
+
+register(
+    "km_vs_lora_digits",
+    Table(
+        title="KM vs LoRA vs BL at matched budgets on the bundled digits data (ResNet-32, 5 epochs; not a paper table)",
+        rows=(
+            Row("km", "digits/table1_km", "KM"),
+            Row("lora", "digits/table1_lora", "LoRA (KM-matched rank)"),
+            Row("bl", "digits/table1_bl", "BL"),
+            Row("bitfit", "digits/table1_bitfit", "BitFit"),
+        ),
+        metrics=("test/acc", "params/trainable", "params/total"),
+        seeds=(0, 1, 2),
+        exclude_from_all=True,
+        note="Small CPU comparison on 1,197 training digits: indicative only, not a paper result.",
+    ),
+)

@@ -28,7 +28,7 @@ def _run(cmd, **kw):
 def installed(tmp_path_factory):
     if not (REPO / "kmexp" / "configs").is_dir():
         pytest.skip("kmexp/configs does not exist yet: the configs still live in configs/ at the repository "
-                    "root, so a wheel cannot ship them (git mv configs kmexp/configs enables this test)")
+                    "root, so a wheel cannot ship them (`git mv configs kmexp/configs && touch kmexp/configs/__init__.py` enables this test)")
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"  # build from a copy of the tracked files: no build/ or egg-info in the clone
     files = _run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO).stdout.split()
