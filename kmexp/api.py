@@ -63,7 +63,7 @@ class KMConfig:
 
     def method(self) -> dict:
         comps = ["explicit"] + (["implicit"] if self.train_norm else []) + (["classifier"] if self.train_classifier else [])
-        return {"name": "km" if self.train_norm else "tkm1", "components": comps, "inject": ["kernel_modulator"],
+        return {"name": "km", "components": comps, "inject": ["kernel_modulator"],
                 "target_modules": _plain(self.target_modules), "exclude_modules": _plain(self.exclude_modules)}
 
     def modulator(self) -> dict:
@@ -77,7 +77,7 @@ class SBPatchConfig:
     train_classifier: bool = True
 
     def method(self) -> dict:
-        return {"name": "sb_patch_last" if self.train_classifier else "sb_patch", "norm_stats": "update",
+        return {"name": "sb_patch", "norm_stats": "update",
                 "components": ["implicit"] + (["classifier"] if self.train_classifier else []), "inject": []}
 
     def modulator(self) -> None:
@@ -93,7 +93,7 @@ class DWPatchConfig:
 
     def method(self) -> dict:
         comps = ["depthwise"] + (["implicit"] if self.train_norm else []) + (["classifier"] if self.train_classifier else [])
-        return {"name": "dw_patch_last" if self.train_classifier else "dw_patch", "components": comps, "inject": []}
+        return {"name": "dw_patch", "components": comps, "inject": []}
 
     def modulator(self) -> None:
         return None

@@ -89,3 +89,21 @@ def test_bitfit_trains_biases_and_head():
     net = _model("bitfit", *RESNET32)
     # ResNet-32 has no conv biases: the 33 BatchNorm betas (1,136) + classifier (650)
     assert count_parameters(net)["params/trainable"] == 1_136 + 650
+
+
+def test_km_vs_lora_table_rows_and_mini_commands():
+    from pathlib import Path
+
+    from kmexp.reproduce import sweep_commands
+    from kmexp.tables import TABLES
+
+    table = TABLES["km_vs_lora"]
+    assert len(table.rows) == 4 + 4 * 4  # Table I setting + four transfer datasets, KM/LoRA/BL/BitFit each
+    for row in table.rows:
+        assert (config_dir() / "experiment" / f"{row.experiment}.yaml").is_file(), row.experiment
+    cmds = sweep_commands("km_vs_lora", table, [0], "local", Path("logs"), "mini", [])
+    transfer = [c for c in cmds if any("tkm2_cars" in a for a in c)]
+    table1 = [c for c in cmds if any("km_vs_lora/table1_lora" in a for a in c)]
+    # only the ResNet-50 rows get the random-init / batch-2 mini overrides
+    assert len(transfer) == 1 and "++backbone.pretrained=false" in transfer[0]
+    assert len(table1) == 1 and "++backbone.pretrained=false" not in table1[0]
