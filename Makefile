@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kmexp-setup-$(shell cat requirements.txt pyproject.toml scripts/install_learn2learn.sh 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: setup train test test-fast bench lint clean
+.PHONY: setup train test test-fast bench lint clean clean-logs
 
 setup: $(STAMP)
 
@@ -35,5 +35,11 @@ bench: setup
 lint: setup
 	$(PY) -m ruff check kmexp tests scripts
 
+# caches only; runs and checkpoints stay
 clean:
-	rm -rf logs outputs multirun .pytest_cache
+	rm -rf .pytest_cache .ruff_cache
+	find kmexp tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# every run, checkpoint and sweep directory: explicit, never part of `clean`
+clean-logs:
+	rm -rf logs outputs multirun

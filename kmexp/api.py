@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kmexp.components import COMPONENTS, count_parameters
+from kmexp.components import COMPONENTS, apply_trainable, count_parameters
 from kmexp.errors import PatchError
-from kmexp.methods import Method, apply_method, build_model
+from kmexp.methods import build_model, parse_method
 from kmexp.modulation import fold_modulators
 from kmexp.patch_compat import recipe_mismatches
 from kmexp.patches import apply_patch, export_patch, read_patch
@@ -63,7 +63,7 @@ class KMConfig:
 
     def method(self) -> dict:
         comps = ["explicit"] + (["implicit"] if self.train_norm else []) + (["classifier"] if self.train_classifier else [])
-        return {"name": "km", "components": comps, "inject": ["kernel_modulator"],
+        return {"name": "km", "components": comps,
                 "target_modules": _plain(self.target_modules), "exclude_modules": _plain(self.exclude_modules)}
 
     def modulator(self) -> dict:
@@ -77,8 +77,7 @@ class SBPatchConfig:
     train_classifier: bool = True
 
     def method(self) -> dict:
-        return {"name": "sb_patch", "norm_stats": "update",
-                "components": ["implicit"] + (["classifier"] if self.train_classifier else []), "inject": []}
+        return {"name": "sb_patch", "norm_stats": "update", "train_classifier": self.train_classifier}
 
     def modulator(self) -> None:
         return None
@@ -93,7 +92,7 @@ class DWPatchConfig:
 
     def method(self) -> dict:
         comps = ["depthwise"] + (["implicit"] if self.train_norm else []) + (["classifier"] if self.train_classifier else [])
-        return {"name": "dw_patch", "components": comps, "inject": []}
+        return {"name": "dw_patch", "components": comps}
 
     def modulator(self) -> None:
         return None
@@ -108,7 +107,7 @@ class TinyTLConfig:
 
     def method(self) -> dict:
         comps = ["lite_residual", "bias"] + (["classifier"] if self.train_classifier else [])
-        return {"name": "tinytl", "components": comps, "inject": ["lite_residual"], "lite_residual": dict(self.lite_residual)}
+        return {"name": "tinytl", "components": comps, "lite_residual": dict(self.lite_residual)}
 
     def modulator(self) -> None:
         return None
@@ -130,7 +129,7 @@ class LoRAConfig:
         comps = ["lora"] + (["implicit"] if self.train_norm else []) + (["classifier"] if self.train_classifier else [])
         lora = {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout,
                 "target_modules": _plain(self.target_modules), "exclude_modules": _plain(self.exclude_modules)}
-        return {"name": "lora", "components": comps, "inject": ["lora"], "lora": lora}
+        return {"name": "lora", "components": comps, "lora": lora}
 
     def modulator(self) -> dict:
         return {}  # the KM budget of rank="match_km" uses the default modulator
@@ -143,7 +142,7 @@ class BitFitConfig:
     train_classifier: bool = True
 
     def method(self) -> dict:
-        return {"name": "bitfit", "components": ["bias"] + (["classifier"] if self.train_classifier else []), "inject": []}
+        return {"name": "bitfit", "components": ["bias"] + (["classifier"] if self.train_classifier else [])}
 
     def modulator(self) -> None:
         return None
@@ -174,6 +173,15 @@ def _build(recipe: dict, seed: int) -> nn.Module:
             backbone = dict(recipe["backbone"])
             model = build_backbone(backbone.pop("name"), num_classes=recipe["num_classes"], **backbone)
     setattr(model, RECIPE, {**getattr(model, RECIPE, {}), **recipe, "seed": seed})
+    return model
+
+
+def apply_method(model: nn.Module, method_cfg: dict, modulator_cfg: dict | None = None) -> nn.Module:
+    """Steps 3-4 of :func:`kmexp.methods.build_model` on any network, in place: inject the
+    method's modules and freeze every parameter outside its components."""
+    method = parse_method(method_cfg)
+    method.inject(model, {"modulator": modulator_cfg or {}})
+    apply_trainable(model, method.components)
     return model
 
 
@@ -226,7 +234,7 @@ def save_patch(model: nn.Module, path: str | Path) -> Path:
     recipe = getattr(model, RECIPE, None) or {}
     if not recipe.get("method"):
         raise PatchError("model has no kmexp method: apply one with kmexp.modulate(model, config) first")
-    method = Method.from_dict(recipe["method"])
+    method = parse_method(recipe["method"])
     return export_patch(
         model, path, method.name, list(method.components), include_norm_stats=method.norm_stats == "update",
         recipe={k: recipe.get(k) for k in ("backbone", "num_classes", "method", "modulator", "sharing")},

@@ -20,18 +20,22 @@ Table I: "Convolution / Implicit / Explicit / Classifier"). A method is a set of
 A parameter trains iff one of its tags is in the method's set; everything else gets
 ``requires_grad=False``. Tags are derived from module structure, like peft does for
 target modules, so new backbones need no annotations beyond naming the classifier.
+
+Modules a method adds to a network (kernel modulators, lite residuals, ...) subclass
+:class:`InjectedModule` and so tag their own parameters: this module knows no method.
+A new component name declared by an injected module joins the vocabulary on its own.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import ClassVar
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from kmexp.errors import ConfigError
-from kmexp.modulation import KernelModulator
 
 COMPONENTS = (
     "convolution",
@@ -47,8 +51,35 @@ LORA_MARKERS = (".lora_A.", ".lora_B.")  # peft's adapter ModuleDicts inside a L
 NORM_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
-class LiteResidualMarker:
-    """Mixin: modules of this type (TinyTL lite residuals) are tagged ``lite_residual``."""
+class InjectedModule(nn.Module):
+    """Base of every module a method injects into a network.
+
+    Class attributes:
+        component: the component every parameter under the module carries (its biases
+            also carry ``bias``). A name outside :data:`COMPONENTS` is added to it.
+        weight_decay: ``None`` = the optimizer's ``weight_decay``; a number = the decay
+            these parameters always get (kernel modulators: 0, see kmexp.modulation).
+    """
+
+    component: ClassVar[str]
+    weight_decay: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        global COMPONENTS
+        name = getattr(cls, "component", None)
+        if name is not None and name not in COMPONENTS:
+            COMPONENTS = (*COMPONENTS, name)
+
+
+def _injected_owner(model: nn.Module) -> dict[int, InjectedModule]:
+    """id(parameter) -> the outermost injected module holding it."""
+    owner: dict[int, InjectedModule] = {}
+    for m in model.modules():
+        if isinstance(m, InjectedModule):
+            for p in m.parameters():
+                owner.setdefault(id(p), m)
+    return owner
 
 
 def classifier_module(model: nn.Module) -> nn.Module | None:
@@ -66,26 +97,18 @@ def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
     """Map every parameter name (as in ``named_parameters()``) to its components."""
     classifier = classifier_module(model)
     classifier_ids = {id(p) for p in classifier.parameters()} if classifier is not None else set()
-    lite_ids = {
-        id(p) for m in model.modules() if isinstance(m, LiteResidualMarker) for p in m.parameters()
-    }
-    explicit_ids = {
-        id(p) for m in model.modules() if isinstance(m, KernelModulator) for p in m.parameters()
-    }
+    injected = _injected_owner(model)
 
     by_id: dict[int, set[str]] = defaultdict(set)
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
             owner = module
             tags = by_id[id(p)]
-            if id(p) in explicit_ids:
-                tags.add("explicit")
-                continue
             if pname == "original":  # frozen base weight under a parametrization
                 owner = _parametrized_owner(model, module)
                 pname = "weight"
-            if id(p) in lite_ids:
-                tags.add("lite_residual")
+            if id(p) in injected:
+                tags.add(injected[id(p)].component)
             elif id(p) in classifier_ids:
                 tags.add("classifier")
             elif isinstance(owner, NORM_TYPES):
@@ -109,6 +132,16 @@ def _parametrized_owner(model: nn.Module, plist: nn.Module) -> nn.Module:
         if hasattr(m, "parametrizations") and any(v is plist for v in m.parametrizations.values()):
             return m
     return plist
+
+
+def weight_decay_overrides(model: nn.Module) -> dict[str, float]:
+    """Parameter name -> the fixed weight decay its injected module declares (if any)."""
+    injected = _injected_owner(model)
+    return {
+        name: injected[id(p)].weight_decay
+        for name, p in model.named_parameters(remove_duplicate=False)
+        if id(p) in injected and injected[id(p)].weight_decay is not None
+    }
 
 
 def validate_components(components: Iterable[str]) -> list[str]:

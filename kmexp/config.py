@@ -32,22 +32,21 @@ def _row_of(experiment_name: str | None, default: str) -> str:
     return experiment_name.split("/", 1)[-1] if experiment_name else default
 
 
+def _experiment() -> str | None:
+    """The chosen experiment preset (``table1/cifar10``), or None: presets never type their name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("experiment")
+
+
 def register_resolvers() -> None:
-    for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of)):
+    from kmexp.reporting.runs import register_resolver
+
+    for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of),
+                     ("kmexp.experiment", _experiment)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    register_resolver()
 
-
-def recipe_overrides(cfg, task_overrides: list[str]) -> list[str]:
-    """The dataset's standard recipe (``dataset.recipe``: a list of Hydra overrides, e.g. the
-    paper's backbone, optimizer and epochs for that dataset) minus what the command line sets.
-
-    Applied only when no experiment preset is chosen: presets are explicit and complete.
-    ``python -m kmexp.train method=km dataset=cars`` thus trains the paper's TKM-2 recipe
-    for Cars, while ``... dataset=cars backbone=resnet32`` still gets a ResNet-32.
-    """
-    recipe = list(cfg.dataset.get("recipe") or [])
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in task_overrides}
-    if not recipe or "experiment" in keys:
-        return []
-    return [o for o in recipe if o.split("=", 1)[0].lstrip("+~") not in keys]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from kmexp.components import InjectedModule
 from kmexp.errors import ConfigError
 
 ACTIVATIONS = {
@@ -83,13 +84,18 @@ def _make_activation(name: str) -> nn.Module:
     return _Sin() if name == "sin" else ACTIVATIONS[name]()
 
 
-class KernelModulator(nn.Module):
+class KernelModulator(InjectedModule):
     """The MLP g_i of Eq. 3: maps each kh*kw kernel slice of W_i to the modulated one.
 
     Used as a parametrization: ``forward(weight) -> modulated weight`` of the same shape.
     Layers are bias-free square matrices, so a 3x3 kernel's modulator has depth * 81
-    parameters (162 for the default depth 2, Sec. III-A).
+    parameters (162 for the default depth 2, Sec. III-A). Its parameters are the
+    ``explicit`` component and get no weight decay: decay would pull U towards 0, away
+    from the identity it starts at (Eq. 4).
     """
+
+    component = "explicit"
+    weight_decay = 0.0
 
     def __init__(self, kernel_numel: int, config: ModulatorConfig = ModulatorConfig()):
         super().__init__()

@@ -28,6 +28,16 @@ def _flat(prefix: str, value) -> dict:
     return {prefix: value}
 
 
+def _modulates(method_cfg: dict) -> bool:
+    """Does the method of a recipe inject kernel modulators (KM, Sec. III-A)?"""
+    if not method_cfg:
+        return False
+    from kmexp.methods import parse_method
+    from kmexp.methods.km import KernelModulation
+
+    return isinstance(parse_method(method_cfg), KernelModulation)
+
+
 def recipe_mismatches(patch_model: dict | None, model: nn.Module) -> list[str]:
     """Differences between a patch's ``model`` recipe and ``model``, as ``key: patch X, model Y``.
 
@@ -39,7 +49,7 @@ def recipe_mismatches(patch_model: dict | None, model: nn.Module) -> list[str]:
         return []
     problems = []
     method = patch_model.get("method") or {}
-    modulates = "kernel_modulator" in (method.get("inject") or [])
+    modulates = _modulates(method)
     found = _modulator_configs(model)
     if modulates and found:
         want = ModulatorConfig.from_dict(patch_model.get("modulator"))

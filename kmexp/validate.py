@@ -5,18 +5,16 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from kmexp.errors import ConfigError
-from kmexp.methods import Method
 from kmexp.modulation import ModulatorConfig
 
 
 def validate_config(cfg: DictConfig) -> None:
-    method = Method.from_dict(OmegaConf.to_container(cfg.method, resolve=True))
-    if method.modulates:
-        ModulatorConfig.from_dict(OmegaConf.to_container(cfg.modulator, resolve=True))
-    if "rbd" in method.extra:
-        from kmexp.rbd import RBDConfig
+    """The method itself is parsed (and checked) once, by the LightningModule."""
+    ModulatorConfig.from_dict(OmegaConf.to_container(cfg.modulator, resolve=True))
+    if cfg.optim.get("name") == "rbd":
+        from kmexp.optim.rbd import RBDConfig
 
-        RBDConfig.from_dict(method.extra["rbd"])
+        RBDConfig.from_optim(OmegaConf.to_container(cfg.optim, resolve=True))
     if cfg.test_ckpt not in ("last", "best"):
         raise ConfigError(f"test_ckpt={cfg.test_ckpt!r} must be 'last' or 'best'")
     ref = cfg.get("reference_accuracy")

@@ -23,8 +23,8 @@ from kmexp.methods import build_model
 from kmexp.modulation import fold_modulators
 
 METHODS = {
-    "full": {"name": "full", "components": ["convolution", "implicit", "classifier"], "inject": []},
-    "km": {"name": "km", "components": ["implicit", "explicit", "classifier"], "inject": ["kernel_modulator"]},
+    "full": {"name": "full", "components": ["convolution", "implicit", "classifier"]},
+    "km": {"name": "km", "components": ["implicit", "explicit", "classifier"]},
 }
 
 

@@ -53,11 +53,9 @@ def make_tasks(n_tasks: int, ways: int, shots: int, query: int, seed: int = 0) -
 
 def build_net(method: str, ways: int, hidden: int):
     from kmexp.methods import build_model
-
-    inject = ["kernel_modulator"] if method == "km" else []
     return build_model({
         "backbone": {"name": "conv4_omniglot", "hidden": hidden}, "num_classes": ways,
-        "method": {"name": method, "components": ["convolution", "implicit", "explicit", "classifier"], "inject": inject},
+        "method": {"name": method, "components": ["convolution", "implicit", "explicit", "classifier"]},
         "modulator": {}, "sharing": {"strategy": "none"},
     })
 

@@ -13,13 +13,49 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Paper rows -> (trainable components, method config). TKM-1 and TBL-1 are rows, not methods:
+# a method plus overrides (kmexp/methods/__init__.py).
 METHODS = {
-    "full": (["convolution", "implicit", "classifier"], []),
-    "bl": (["implicit", "classifier"], []),
-    "km": (["implicit", "explicit", "classifier"], ["kernel_modulator"]),
-    "tkm1": (["explicit", "classifier"], ["kernel_modulator"]),
-    "tbl1": (["classifier"], []),
+    "full": (["convolution", "implicit", "classifier"], {"name": "full"}),
+    "bl": (["implicit", "classifier"], {"name": "bl"}),
+    "km": (["implicit", "explicit", "classifier"], {"name": "km"}),
+    "tkm1": (["explicit", "classifier"], {"name": "km", "components": ["explicit", "classifier"]}),
+    "tbl1": (["classifier"], {"name": "last_layer", "norm_stats": "update"}),
 }
+
+# Former method names that were paper-row labels -> the method + overrides that replace them.
+ROWS = {
+    "tkm1": ["method=km", "method.components=[explicit,classifier]"],
+    "tkm2": ["method=km"],
+    "tbl2": ["method=full"],
+    "nc": ["method=bl"],
+    "tbl1": ["method=last_layer", "method.norm_stats=update"],
+    "sb_patch_last": ["method=sb_patch", "method.train_classifier=true"],
+    "dw_patch_last": ["method=dw_patch", "method.train_classifier=true"],
+    "last_layer_bn_stats": ["method=last_layer", "method.norm_stats=update"],
+    "rbd": ["method=full", "optim=rbd"],
+}
+
+
+def row(name: str) -> list[str]:
+    """The overrides of a table row's method (a method name or a former row label)."""
+    return ROWS.get(name, [f"method={name}"])
+
+
+def method_config(name: str) -> dict:
+    """configs/method/<yaml>.yaml with a row's method overrides applied (``row(name)``)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    cfg = None
+    for override in row(name):
+        key, value = override.split("=", 1)
+        if key == "method":
+            cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "method" / f"{value}.yaml"))
+        elif key.startswith("method."):
+            cfg[key.removeprefix("method.")] = yaml.safe_load(value.replace(",", ", "))
+    return cfg
+
 
 # Overrides that make any run tiny: small batches, two steps, CSV logging only.
 TINY = [
@@ -36,11 +72,10 @@ TINY = [
 
 
 def model_cfg(method: str = "km", backbone: str = "resnet32", num_classes: int = 10, **extra) -> dict:
-    comps, inject = METHODS[method]
     cfg = {
         "backbone": {"name": backbone},
         "num_classes": num_classes,
-        "method": {"name": method, "components": comps, "inject": inject},
+        "method": dict(METHODS[method][1]),
         "modulator": {"activation": "tanh", "init": "default", "depth": 2, "init_std": 1e-3},
         "sharing": {"strategy": "none"},
     }
@@ -66,3 +101,11 @@ def summaries(log_dir: Path) -> list[dict]:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def cell(table_id: str, row: str) -> list[str]:
+    """The overrides that train one table cell: ``experiment=<preset>`` and the row's overrides."""
+    from kmexp.reporting.tables import TABLES
+
+    [r] = [r for r in TABLES[table_id].rows if r.key == row]
+    return [f"experiment={r.experiment}", *r.overrides]

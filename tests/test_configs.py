@@ -1,4 +1,5 @@
-"""Every experiment preset composes and builds; bad input fails with one clear message."""
+"""Every experiment preset composes and builds; presets are few and never name themselves;
+``--cfg job`` prints what runs; bad input fails with one clear message."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from omegaconf import OmegaConf
 
 from kmexp.components import count_parameters
 from kmexp.config import register_resolvers
-from kmexp.methods import build_model
+from kmexp.methods import build_model, parse_method
 from kmexp.validate import validate_config
 from tests.conftest import REPO, TINY, run_cli
 
@@ -19,18 +20,21 @@ register_resolvers()
 
 def compose_cfg(overrides):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=list(overrides))
 
 
-def test_there_are_presets_for_table1_and_fig5():
-    assert {"table1/full", "table1/bl", "table1/km"} <= set(EXPERIMENTS)
-    assert sum(e.startswith("fig5/") for e in EXPERIMENTS) == 4 + 3 + 6
+def test_presets_are_one_per_table_column_and_never_type_their_name():
+    assert {"table1/cifar10", "transfer", "mp_transfer"} <= set(EXPERIMENTS)
+    assert len(EXPERIMENTS) < 50
+    for experiment in EXPERIMENTS:
+        text = (CONFIGS / "experiment" / f"{experiment}.yaml").read_text()
+        assert "experiment_name" not in text, experiment
+        assert "python -m kmexp.train experiment=" + experiment in text, f"{experiment}: header gives no command"
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_builds(experiment):
     cfg = compose_cfg([f"experiment={experiment}"])
-    assert cfg.experiment_name == experiment
     if cfg.backbone.get("pretrained"):  # no ImageNet weights offline; loading: tests/test_transfer_backbone.py
         cfg.backbone.pretrained = False
     validate_config(cfg)
@@ -40,11 +44,11 @@ def test_experiment_composes_and_builds(experiment):
 
 
 def test_table1_presets_follow_the_paper():
-    km = compose_cfg(["experiment=table1/km"])
+    km = compose_cfg(["experiment=table1/cifar10", "method=km"])
     assert (km.dataset.name, km.backbone.name, km.trainer.max_epochs) == ("cifar10", "resnet32", 200)
     assert km.dataset.datamodule.batch_size == 128 and km.optim.name == "sgd"
     assert km.reference_accuracy == pytest.approx(0.928)
-    assert list(km.method.components) == ["implicit", "explicit", "classifier"]
+    assert parse_method(OmegaConf.to_container(km.method)).components == ("implicit", "explicit", "classifier")
 
 
 def test_cli_overrides_reach_the_model():
@@ -77,16 +81,15 @@ def test_missing_dataset_names_the_expected_folder(tmp_path):
     assert not Path(data / "cifar-10-batches-py").exists()
 
 
-def test_dataset_recipe_makes_method_and_dataset_the_paper_setup():
-    from kmexp.config import recipe_overrides
-
-    task = ["method=km", "dataset=cars"]
-    cfg = compose_cfg(task)
-    extra = recipe_overrides(cfg, task)
-    assert "backbone=resnet50_gn" in extra and "optim.lr=8.0e-4" in extra
-    full = compose_cfg([*extra, *task])
-    assert (full.backbone.name, full.backbone.norm, full.optim.name) == ("resnet50", "group", "adam")
-    assert full.optim.lr == pytest.approx(8e-4) and full.trainer.max_epochs == 50
-    # the command line wins, and presets are never altered
-    assert "backbone=resnet50_gn" not in recipe_overrides(cfg, [*task, "backbone=resnet32"])
-    assert recipe_overrides(cfg, ["experiment=table2/tkm2_cars"]) == []
+def test_cfg_job_prints_exactly_what_runs(tmp_path):
+    """No hidden recipe: a dataset alone changes nothing else; the transfer preset is the paper's setup."""
+    plain = run_cli(["method=km", "dataset=cars", "--cfg", "job", "--resolve"], tmp_path).stdout
+    assert "name: resnet32" in plain and "name: sgd" in plain
+    paper = run_cli(["experiment=transfer", "dataset=cars", "method=km", "--cfg", "job", "--resolve"], tmp_path).stdout
+    cfg = OmegaConf.create(paper)
+    assert (cfg.backbone.name, cfg.backbone.norm, cfg.optim.name) == ("resnet50", "group", "adam")
+    assert cfg.optim.lr == pytest.approx(8e-4) and cfg.trainer.max_epochs == 50  # KM Table II, Cars
+    assert cfg.experiment_name == "transfer"  # derived from the command line, never typed
+    mine = OmegaConf.create(run_cli(["experiment=transfer", "dataset=aircraft", "optim.lr=1e-3", "--cfg", "job",
+                                     "--resolve"], tmp_path).stdout)
+    assert mine.optim.lr == pytest.approx(1e-3) and mine.dataset.transfer_lr == pytest.approx(1.6e-3)  # command line wins

@@ -10,7 +10,7 @@ import time
 import pytest
 from safetensors import safe_open
 
-from tests.conftest import METHODS, REPO, TINY, run_cli, summaries
+from tests.conftest import METHODS, REPO, TINY, row, run_cli, summaries
 
 pytestmark = pytest.mark.slow
 SMALL = [*TINY, "backbone=resnet20"]
@@ -18,10 +18,11 @@ SMALL = [*TINY, "backbone=resnet20"]
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_tiny_run_per_method_writes_summary_checkpoints_and_patch(tmp_path, method):
-    proc = run_cli([f"method={method}", "seed=3", *SMALL], tmp_path)
+    proc = run_cli([*row(method), "seed=3", *SMALL], tmp_path)
     [s] = summaries(tmp_path)
     run_dir = tmp_path / "train" / s["run_dir"].split("/train/")[-1]
-    assert s["status"] == "finished" and s["method"] == method and s["seed"] == 3
+    name = METHODS[method][1]["name"]  # a row label (tkm1, tbl1) runs as its method
+    assert s["status"] == "finished" and s["method"] == name and s["seed"] == 3
     assert s["components"] == METHODS[method][0]
     assert (s["backbone"], s["dataset"]) == ("resnet20", "digits")
     assert 0.0 <= s["test/acc"] <= 1.0
@@ -32,7 +33,7 @@ def test_tiny_run_per_method_writes_summary_checkpoints_and_patch(tmp_path, meth
     assert any(p.name.startswith("best") for p in (run_dir / "checkpoints").iterdir())
     assert (run_dir / "csv" / "metrics.csv").is_file()
     with safe_open(str(run_dir / "patch.safetensors"), framework="pt") as f:
-        assert json.loads(f.metadata()["kmexp"])["method"] == method
+        assert json.loads(f.metadata()["kmexp"])["method"] == name
     assert "summary: " in proc.stdout
     # checkpoints hold plain containers only: they load with weights_only=True and rebuild the module
     import torch

@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from kmexp.config import register_resolvers
+from kmexp.methods import parse_method
 from tests.conftest import REPO, run_cli, summaries
 
 pytest.importorskip("learn2learn")
@@ -43,13 +44,13 @@ def _one_thread(monkeypatch):
 def test_tiny_episodic_run_per_method_through_the_entry_point(tmp_path):
     # a multirun composes the non-swept overrides before the presets: name the groups they set
     groups = ["dataset=fewshot_glyphs", "backbone=conv4_omniglot"]
-    run_cli(["-m", "experiment=glyphs/maml,glyphs/anil,glyphs/km", "seed=1", *groups, *FEWSHOT_TINY], tmp_path,
+    run_cli(["-m", "experiment=glyphs/fewshot", "method=maml,anil,km", "seed=1", *groups, *FEWSHOT_TINY], tmp_path,
             timeout=900)
     runs = {s["method"]: s for s in summaries(tmp_path)}
     assert sorted(runs) == ["anil", "km", "maml"]
     for method, s in runs.items():
         assert s["status"] == "finished" and s["dataset"] == "fewshot_glyphs" and s["seed"] == 1
-        assert s["experiment"] == f"glyphs/{method}"
+        assert s["experiment"] == "glyphs/fewshot"  # the chosen preset, derived, never typed
         assert 0.0 <= s["test/acc"] <= 1.0 and s["test/acc_ci95"] >= 0.0
         assert s["test/num_tasks"] == 4.0 and s["global_steps"] == 2
         assert (s["params/inner_loop"], s["params/outer_loop"]) == TINY_COUNTS[method]
@@ -68,7 +69,7 @@ def test_tiny_episodic_run_per_method_through_the_entry_point(tmp_path):
 @pytest.mark.slow
 def test_missing_few_shot_data_gives_one_clear_error(tmp_path):
     data = tmp_path / "nodata"
-    proc = run_cli(["experiment=table3/maml_omniglot_20w1s", "dataset.datamodule.download=false",
+    proc = run_cli(["experiment=table3/omniglot_20w1s", "method=maml", "dataset.datamodule.download=false",
                     f"paths.data_dir={data}", *FEWSHOT_TINY[:5]], tmp_path, check=False)
     assert proc.returncode == 1
     assert "omniglot-py" in proc.stderr and str(data) in proc.stderr
@@ -92,13 +93,13 @@ MAML_RECIPES = {
 @pytest.mark.parametrize("method", sorted(INNER))
 @pytest.mark.parametrize("column", sorted(MAML_RECIPES))
 def test_table3_presets_follow_mamls_recipe(method, column):
-    cfg = compose_cfg([f"experiment=table3/{method}_{column}"])
+    cfg = compose_cfg([f"experiment=table3/{column}", f"method={method}"])
     m = cfg.meta
     assert (m.ways, m.shots, m.query, m.meta_batch_size, m.inner_lr, m.inner_steps, m.test_inner_steps) \
         == MAML_RECIPES[column]
     assert m.test_inner_lr == m.inner_lr and m.first_order is False and m.num_test_tasks == 600
     assert cfg.lightning_module == "fewshot" and cfg.method.name == method
-    assert list(cfg.method.inner_components) == INNER[method] and list(m.outer_components) == OUTER
+    assert list(parse_method(cfg.method).inner_components) == INNER[method] and list(m.outer_components) == OUTER
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.scheduler.name) == ("adam", 1e-3, "none")
     assert cfg.trainer.max_epochs * m.iterations_per_epoch == 60_000
     omniglot = column.startswith("omniglot")

@@ -22,10 +22,9 @@ INNER = {"maml": ["convolution", "implicit", "classifier"], "anil": ["classifier
 
 
 def conv4(method: str, backbone: str = "conv4_omniglot", ways: int = 5, **backbone_opts) -> nn.Module:
-    inject = ["kernel_modulator"] if method == "km" else []
     return build_model({
         "backbone": {"name": backbone, **backbone_opts}, "num_classes": ways,
-        "method": {"name": method, "components": OUTER, "inject": inject},
+        "method": {"name": method, "components": OUTER},
         "modulator": {}, "sharing": {"strategy": "none"},
     })
 
@@ -200,10 +199,9 @@ def meta_cfg(**overrides) -> dict:
 
 
 def fewshot_module(method: str, **meta) -> FewShotModule:
-    inject = ["kernel_modulator"] if method == "km" else []
     comps = {"maml": INNER["maml"], "anil": INNER["maml"], "km": ["implicit", "explicit", "classifier"]}[method]
     model = {"backbone": {"name": "conv4_omniglot", "hidden": 8}, "num_classes": 5,
-             "method": {"name": method, "components": comps, "inject": inject, "inner_components": INNER[method]},
+             "method": {"name": method, "components": comps, "inner_components": INNER[method]},
              "modulator": {}, "sharing": {"strategy": "none"}}
     optim = {"name": "adam", "lr": 1e-2, "weight_decay": 0.0, "scheduler": {"name": "none"}}
     return FewShotModule(model, optim, meta_cfg(**meta))

@@ -13,7 +13,7 @@ from kmexp.models.generic import torchvision_head_name
 from kmexp.modulation import fold_modulators
 from tests.conftest import TINY, run_cli, summaries
 
-KM = {"name": "km", "components": ["implicit", "explicit", "classifier"], "inject": ["kernel_modulator"]}
+KM = {"name": "km", "components": ["implicit", "explicit", "classifier"]}
 FAMILIES = {
     "timm": ["resnet18", "mobilenetv3_small_050", "efficientnet_b0", "convnext_atto", "densenet121"],
     "torchvision": ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "densenet121"],

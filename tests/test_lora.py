@@ -91,19 +91,16 @@ def test_bitfit_trains_biases_and_head():
     assert count_parameters(net)["params/trainable"] == 1_136 + 650
 
 
-def test_km_vs_lora_table_rows_and_mini_commands():
-    from pathlib import Path
+def test_km_vs_lora_tables_rows():
+    from kmexp.reporting.reproduce import select
+    from kmexp.reporting.tables import TABLES
 
-    from kmexp.reproduce import sweep_commands
-    from kmexp.tables import TABLES
-
-    table = TABLES["km_vs_lora"]
-    assert len(table.rows) == 4 + 4 * 4  # Table I setting + four transfer datasets, KM/LoRA/BL/BitFit each
-    for row in table.rows:
-        assert (config_dir() / "experiment" / f"{row.experiment}.yaml").is_file(), row.experiment
-    cmds = sweep_commands("km_vs_lora", table, [0], "local", Path("logs"), "mini", [])
-    transfer = [c for c in cmds if any("tkm2_cars" in a for a in c)]
-    table1 = [c for c in cmds if any("km_vs_lora/table1_lora" in a for a in c)]
-    # only the ResNet-50 rows get the random-init / batch-2 mini overrides
-    assert len(transfer) == 1 and "++backbone.pretrained=false" in transfer[0]
-    assert len(table1) == 1 and "++backbone.pretrained=false" not in table1[0]
+    ids = select("km_vs_lora")  # the group: Table I setting + the four transfer datasets
+    assert ids == ["km_vs_lora_table1", "km_vs_lora_aircraft", "km_vs_lora_cars", "km_vs_lora_flowers", "km_vs_lora_food"]
+    for table_id in ids:
+        rows = TABLES[table_id].rows
+        assert [r.key for r in rows] == ["km", "lora", "bl", "bitfit"]
+        assert [o for r in rows for o in r.overrides if o.startswith("method=")] == [
+            "method=km", "method=lora", "method=bl", "method=bitfit"]
+        assert all((config_dir() / "experiment" / f"{r.experiment}.yaml").is_file() for r in rows)
+    assert TABLES["km_vs_lora_cars"].rows[0].overrides == ("dataset=cars", "method=km")  # = Table II's TKM-2 cell

@@ -14,10 +14,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from kmexp.components import component_counts, count_parameters, parameters_of, tag_parameters
 from kmexp.lit.classification import ClassificationModule
-from kmexp.methods import build_model
+from kmexp.methods import build_model, parse_method
 from kmexp.models import build_backbone
 from kmexp.optim import build_optimizer, build_scheduler
-from tests.conftest import REPO
+from tests.conftest import REPO, cell, method_config
 
 PAPER = REPO / "results" / "paper"
 MP_METHODS = ("sb_patch", "sb_patch_last", "dw_patch", "dw_patch_last", "last_layer", "last_layer_bn_stats")
@@ -32,7 +32,8 @@ def paper(table: str, row: str, column: str) -> float:
 
 
 def method_cfg(name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml"))
+    """A method config; former row labels (sb_patch_last, ...) as method + options (tests/conftest.py)."""
+    return method_config(name)
 
 
 def rounded_like_paper(ours: int, printed: float, rel: float) -> bool:
@@ -266,33 +267,37 @@ def rows_of(table: str) -> set[str]:
         return {r["row"] for r in csv.DictReader(f)}
 
 
-def test_presets_cover_every_row_of_tables_2_3_4_5_6():
-    exp = REPO / "configs" / "experiment"
-    stems = lambda d: {p.stem for p in (exp / d).glob("*.yaml")}  # noqa: E731
-    assert {f"{r}_{d}" for r in rows_of("mp_table2") - {"all_cui"} for d in ("flowers", "cars", "aircraft")} == stems("mp_table2")
-    assert rows_of("mp_table3") == stems("mp_table3")
-    assert {f"{r}_{d}" for r in rows_of("mp_table6") for d in ("flowers", "aircraft", "cars", "cifar100")} == stems("mp_table6")
-    assert stems("mp_table4") == {"sb_patch_last_layer", "last_layer", "independent_imagenet", "independent_places365"}
-    assert stems("mp_table5") == {"sb_patch", "all_shared"} | {f"independent_res{r}" for r in (96, 128, 160, 192, 224)}
-    assert len(stems("mp_fig3")) == 6 * 4
+def test_tables_cover_every_row_of_tables_2_3_4_5_6():
+    from kmexp.reporting.tables import TABLES
+
+    keys = lambda t: {r.key for r in TABLES[t].rows}  # noqa: E731
+    for d in ("flowers", "cars", "aircraft"):
+        assert keys(f"mp_table2_{d}") == rows_of("mp_table2") - {"all_cui"}
+    assert keys("mp_table3") == rows_of("mp_table3")
+    for d in ("flowers", "aircraft", "cars", "cifar100"):
+        assert keys(f"mp_table6_{d}") == rows_of("mp_table6")
+    assert keys("mp_table4_sb_patch_last_layer") | keys("mp_table4_last_layer") == {"sb_patch_last_layer", "last_layer"}
+    assert keys("mp_table4_independent") == {"independent", "independent_places365"}
+    assert keys("mp_table5") == {"sb_patch", "all_shared"}
+    assert keys("mp_table5_independent") == {f"independent_res{r}" for r in (96, 128, 160, 192, 224)}
 
 
 @pytest.mark.parametrize(
-    "experiment,method,components,norm_stats",
+    "table_id,row,method,components,norm_stats",
     [
-        ("mp_table2/sb_only_random_last_flowers", "sb_patch", ["implicit"], "update"),
-        ("mp_table2/last_layer_cars", "last_layer", ["classifier"], "frozen"),
-        ("mp_table6/last_layer_bn_stats_aircraft", "last_layer_bn_stats", ["classifier"], "update"),
-        ("mp_table6/last_layer_bn_stats_sb_cifar100", "sb_patch_last", ["implicit", "classifier"], "update"),
-        ("mp_table3/sb_last_layer", "sb_patch_last", ["implicit", "classifier"], "update"),
+        ("mp_table2_flowers", "sb_only_random_last", "sb_patch", ["implicit"], "update"),
+        ("mp_table2_cars", "last_layer", "last_layer", ["classifier"], "frozen"),
+        ("mp_table6_aircraft", "last_layer_bn_stats", "last_layer", ["classifier"], "update"),
+        ("mp_table6_cifar100", "last_layer_bn_stats_sb", "sb_patch", ["implicit", "classifier"], "update"),
+        ("mp_table3", "sb_last_layer", "sb_patch", ["implicit", "classifier"], "update"),
     ],
 )
-def test_presets_follow_the_paper(experiment, method, components, norm_stats):
-    cfg = compose([f"experiment={experiment}"])
-    assert cfg.method.name == method and list(cfg.method.components) == components
-    assert cfg.method.norm_stats == norm_stats
+def test_presets_follow_the_paper(table_id, row, method, components, norm_stats):
+    cfg = compose(cell(table_id, row))
+    parsed = parse_method(OmegaConf.to_container(cfg.method, resolve=True))
+    assert parsed.name == method and list(parsed.components) == components and parsed.norm_stats == norm_stats
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.scheduler.gamma) == ("rmsprop", 0.045, 0.98)
-    table = experiment.split("/")[0]
+    table = table_id.rsplit("_", 1)[0] if table_id != "mp_table3" else table_id
     if table == "mp_table2":
         assert cfg.backbone.name == "inception_v3" and cfg.backbone.pretrained
         assert cfg.backbone.input_size == 299 and cfg.dataset.datamodule.image_size == 299
@@ -305,8 +310,13 @@ def test_presets_follow_the_paper(experiment, method, components, norm_stats):
 
 
 def test_fig3_learning_rates_span_the_papers_range():
-    script = (REPO / "scripts" / "mp_fig3.sh").read_text()
-    lrs = [float(v) for v in script.split("LRS=${LRS:-")[1].split("}")[0].split(",")]
+    from kmexp.reporting.tables import MP_FIG3_LRS, TABLES
+
+    lrs = [float(v) for v in MP_FIG3_LRS]
+    for ds in ("flowers", "cars", "aircraft", "cifar100"):  # every approach at every rate
+        rows = TABLES[f"mp_fig3_{ds}"].rows
+        assert len(rows) == (6 + (4 if ds != "cifar100" else 0)) * len(lrs)
+        assert {r.x for r in rows} == set(lrs)
     assert lrs[0] == paper("mp_fig3", "lr_sweep", "lr_min") and lrs[-1] == paper("mp_fig3", "lr_sweep", "lr_max")
     ratios = [b / a for a, b in zip(lrs[:-1], lrs[1:], strict=True)]
     assert all(math.isclose(r, ratios[0], rel_tol=1e-3) for r in ratios)

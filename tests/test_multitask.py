@@ -21,7 +21,7 @@ DIGITS = {"name": "digits", "num_classes": 10,
           "datamodule": {"_target_": "kmexp.data.digits.DigitsDataModule", "batch_size": 8, "val_size": 50,
                          "test_size": 50}}
 FULL = {"name": "full", "components": ["convolution", "implicit", "classifier"]}
-KM = {"name": "km", "components": ["implicit", "explicit", "classifier"], "inject": ["kernel_modulator"]}
+KM = {"name": "km", "components": ["implicit", "explicit", "classifier"]}
 TINY_MOBILENET = {"name": "mobilenet_v2", "width_mult": 0.35, "input_size": None}
 
 

@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from kmexp.plots import plot_table
-from kmexp.tables import TABLES
+from kmexp.reporting.plots import plot_table
+from kmexp.reporting.tables import TABLES
 
 
 def _fake_csv(path, table, acc=0.5):
@@ -18,7 +18,7 @@ def _fake_csv(path, table, acc=0.5):
         w.writerows(rows)
 
 
-@pytest.mark.parametrize("table_id", ["km_table1", "km_fig5", "ks_fig3_cifar10", "ks_fig4"])
+@pytest.mark.parametrize("table_id", ["table1", "fig5", "ks_fig3_cifar10", "ks_fig4", "mp_fig3_cars"])
 def test_plot_writes_a_png(tmp_path, table_id):
     path = tmp_path / f"{table_id}.csv"
     _fake_csv(path, TABLES[table_id])
@@ -29,4 +29,4 @@ def test_plot_writes_a_png(tmp_path, table_id):
 def test_no_finished_rows_no_png(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("row,test/acc_mean\nfull,\n")
-    assert plot_table("km_table1", path) is None
+    assert plot_table("table1", path) is None

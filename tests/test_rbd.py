@@ -7,7 +7,8 @@ from torch import nn
 
 from kmexp.errors import ConfigError
 from kmexp.models import build_backbone
-from kmexp.rbd import RandomBasesDescent, RBDConfig, build_rbd_optimizer, random_bases, rbd_parameter_counts
+from kmexp.optim import build_optimizer
+from kmexp.optim.rbd import RandomBasesDescent, RBDConfig, random_bases, rbd_parameter_counts
 
 
 def tiny_net() -> nn.Module:
@@ -107,25 +108,33 @@ def test_weight_decay_is_projected_and_momentum_accumulates_projected_steps():
 
 
 @pytest.mark.parametrize(
-    "rbd,optim,message",
+    "optim,message",
     [
-        ({"dim": 0}, {"lr": 1.0}, "method.rbd.dim=0 must be a positive integer"),
-        ({"chunk_size": 8}, {"lr": 1.0}, "method.rbd needs 'dim'"),
-        ({"dim": 4, "rank": 2}, {"lr": 1.0}, "unknown method.rbd option(s): ['rank']"),
-        ({"dim": 4}, {"name": "adam", "lr": 1e-3}, "use optim=rbd"),
-        ({"dim": 4}, {"name": "sgd", "lr": 0.1, "nesterov": True}, "use optim=rbd"),
-        ({"dim": 10_000}, {"lr": 1.0}, "exceeds the 145 trainable weights"),
+        ({"dim": 0}, "optim.dim=0 must be a positive integer"),
+        ({"chunk_size": 8}, "optim=rbd needs optim.dim"),
+        ({"dim": 4, "nesterov": True}, "optim.nesterov is not supported"),
+        ({"dim": 10_000}, "exceeds the 145 trainable weights"),
     ],
 )
-def test_bad_rbd_settings_give_one_clear_error(rbd, optim, message):
+def test_bad_rbd_settings_give_one_clear_error(optim, message):
+    """RBD is an optimizer: optim=rbd (configs/optim/rbd.yaml) selects it through build_optimizer."""
     with pytest.raises(ConfigError, match=None) as e:
-        build_rbd_optimizer(list(tiny_net().parameters()), optim, rbd)
+        build_optimizer([{"params": list(tiny_net().parameters())}], {"name": "rbd", "lr": 1.0, **optim})
     assert message in str(e.value)
 
 
+def test_optim_rbd_builds_random_bases_descent_over_every_group():
+    net = tiny_net()
+    params = list(net.parameters())
+    opt = build_optimizer([{"params": params[:2]}, {"params": params[2:], "weight_decay": 0.0}],
+                          {"name": "rbd", "lr": 0.5, "dim": 4, "seed": 1})
+    assert isinstance(opt, RandomBasesDescent) and opt.num_weights == 145
+    assert (opt.param_groups[0]["dim"], opt.param_groups[0]["seed"], opt.param_groups[0]["lr"]) == (4, 1, 0.5)
+
+
 def test_config_validation_rejects_a_non_integer_seed():
-    with pytest.raises(ConfigError, match="method.rbd.seed"):
-        RBDConfig.from_dict({"dim": 4, "seed": "abc"})
+    with pytest.raises(ConfigError, match="optim.seed"):
+        RBDConfig.from_optim({"dim": 4, "seed": "abc"})
 
 
 def test_summary_reports_the_subspace_dimension_as_trainable():

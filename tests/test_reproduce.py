@@ -1,53 +1,103 @@
-"""One command per table: dry runs list rows x seeds; a real sweep produces a table."""
+"""One launcher: dry runs list every unique run once with the table cells it feeds; ids are table
+ids or preset folders; a real sweep produces a table."""
 
 import csv
+import re
 
 import pytest
 
-from kmexp.reproduce import main
-from kmexp.tables import TABLES
+from kmexp.reporting.reproduce import entry as main
+from kmexp.reporting.tables import TABLES
 from tests.conftest import run_cli
 
 
-@pytest.mark.parametrize("table_id", sorted(TABLES))
-def test_dry_run_lists_rows_times_seeds(table_id, capsys):
-    assert main([table_id, "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    table = TABLES[table_id]
-    assert f"{len(table.rows)} rows x 5 seeds = {5 * len(table.rows)} runs" in out
-    listed = [line.strip() for line in out.splitlines() if line.startswith("  experiment=")]
-    expected = [f"experiment={r.experiment}{''.join(' ' + o for o in r.overrides)} seed={s}"
-                for r in table.rows for s in range(5)]
-    assert listed == expected
-    assert "-m experiment=" in out and "resume=true" in out
+def _plan(out: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """run id -> its overrides line, and run id -> the cells it feeds (``table/row@seed``), from a dry run."""
+    runs, feeds, current = {}, {}, None
+    for line in out.splitlines():
+        if m := re.match(r"run (\w+): (.*)", line):
+            current = m.group(1)
+            assert current not in runs, f"run {current} listed twice"
+            runs[current] = m.group(2)
+        elif line.startswith("  feeds: "):
+            seed = runs[current].rsplit("seed=", 1)[1]
+            feeds[current] = [f"{c}@{seed}" for c in line.removeprefix("  feeds: ").split(", ")]
+    return runs, feeds
 
 
-def test_dry_run_all_covers_every_table(capsys):
-    assert main(["all", "--dry-run", "--seeds", "0,1"]) == 0
+@pytest.fixture(scope="module")
+def dry_run_all():
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["all", "--dry-run", "--seeds", "0,1"]) == 0
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_all_lists_every_run_once_and_every_cell_maps_to_one_run(dry_run_all):
+    runs, feeds = _plan(dry_run_all)
+    in_all = {t: table for t, table in TABLES.items() if not table.exclude_from_all}
+    for table_id, table in in_all.items():
+        assert f"{table_id}: {len(table.rows)} rows x 2 seeds = {2 * len(table.rows)} cells" in dry_run_all
+    fed = [cell for cells in feeds.values() for cell in cells]
+    assert len(fed) == len(set(fed)) == 2 * sum(len(t.rows) for t in in_all.values())  # each cell fed by one run
+    assert set(feeds) == set(runs)
+    assert f"{len(runs)} unique runs feed {len(fed)} table cells" in dry_run_all
+    by_cell = {c.removesuffix("@0"): r for r, cells in feeds.items() for c in cells if c.endswith("@0")}
+    # the same training configuration is one run, whichever tables need it
+    assert by_cell["table2_cars/tkm2"] == by_cell["fig4_cars/tkm2"]
+    assert by_cell["table1/km"] == by_cell["fig5/activation_tanh"] == by_cell["fig5/depth_2"]
+    assert by_cell["mp_table4_independent/independent"] == by_cell["mp_table5_independent/independent_res224"]
+    assert by_cell["mp_table6_cars/last_layer"] == by_cell["mp_fig3_cars/mobilenet_v2_last_layer_lr0.045"]
+    assert by_cell["table2_cars/tkm1"] != by_cell["table2_aircraft/tkm1"]
+    # a shared run is launched by the first table only
+    commands = [line for line in dry_run_all.splitlines() if line.startswith("command (fig4_cars)")]
+    assert commands and all("method=last_layer" in c and "method.norm_stats=update" in c and "method=km" not in c
+                            for c in commands)
+
+
+def test_a_table_lists_its_cells_and_its_distinct_runs(capsys):
+    assert main(["fig5", "--dry-run", "--seeds", "0"]) == 0
     out = capsys.readouterr().out
-    for table_id, table in TABLES.items():
-        if not table.exclude_from_all:
-            assert f"{table_id}: {len(table.rows)} rows x 2 seeds" in out
+    runs, feeds = _plan(out)
+    assert "fig5: 13 rows x 1 seeds = 13 cells" in out
+    assert len(runs) == 11  # tanh, default init and depth 2 are one configuration (the KM defaults)
+    assert sorted(c for cells in feeds.values() for c in cells) == sorted(f"fig5/{r.key}@0" for r in TABLES["fig5"].rows)
+    assert "'hydra.sweep.subdir=${kmexp.run_id:}'" in out and "resume=true" in out
+
+
+def test_a_preset_folder_selects_its_tables(capsys):
+    assert main(["table3", "--dry-run", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert [t for t in TABLES if t.startswith("table3_")] == [line.split(":")[0] for line in out.splitlines()
+                                                             if line.startswith("table3_")]
 
 
 def test_unknown_table_and_rows_are_refused(capsys):
     assert main(["no_such_table", "--dry-run"]) == 1
-    assert main(["km_table1", "--rows", "xx", "--dry-run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown table 'no_such_table'; known: all, ")
+    assert "table1" in err[0] and "mp_fig3_cars" in err[0]
+    assert main(["table1", "--rows", "xx", "--dry-run"]) == 1
     assert "has no rows ['xx']" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_two_run_sweep_through_submitit_local_produces_a_table(tmp_path):
-    run_cli(["km_table1", "--rows", "bl,km", "--seeds", "0", "--launcher", "submitit_local", "--profile", "mini",
+    run_cli(["table1", "--rows", "bl,km", "--seeds", "0", "--launcher", "submitit_local", "--profile", "mini",
              "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "out"), "--",
              "backbone=resnet20", "dataset.datamodule.batch_size=8", "hydra.launcher.timeout_min=10"],
             tmp_path, module="kmexp.reproduce", timeout=900)
-    rows = {r["row"]: r for r in csv.DictReader((tmp_path / "out" / "km_table1.csv").open())}
+    rows = {r["row"]: r for r in csv.DictReader((tmp_path / "out" / "table1.csv").open())}
     assert set(rows) == {"bl", "km"}
     assert rows["bl"]["runs"] == "1" and rows["km"]["runs"] == "1"
     assert 0.0 <= float(rows["km"]["test/acc_mean"]) <= 1.0
     # ResNet-20: BN 1,376 + classifier 650; KM adds 19 modulators x 162
     assert float(rows["bl"]["params/trainable_mean"]) == 2_026
     assert float(rows["km"]["params/trainable_mean"]) == 2_026 + 19 * 162
-    md = (tmp_path / "out" / "km_table1.md").read_text()
+    assert len(list((tmp_path / "logs" / "runs").glob("*/summary.json"))) == 2  # one directory per run identity
+    md = (tmp_path / "out" / "table1.md").read_text()
     assert "Not a reproduction" in md and "77.60" in md

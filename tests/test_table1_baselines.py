@@ -15,9 +15,9 @@ from kmexp.components import component_counts, count_parameters
 from kmexp.methods import build_model
 from kmexp.models import build_backbone
 from kmexp.models.resnet_cifar import CifarResNet
-from kmexp.rbd import rbd_parameter_counts
-from kmexp.tables import TABLES
-from tests.conftest import REPO, TINY, run_cli, summaries
+from kmexp.optim import optimizer_summary
+from kmexp.reporting.tables import TABLES
+from tests.conftest import REPO, TINY, cell, run_cli, summaries
 from tests.test_configs import compose_cfg
 
 
@@ -31,17 +31,15 @@ def printed(n: int, unit: float) -> float:
     return round(n / unit, 1) * unit
 
 
-def preset_counts(experiment: str) -> tuple[dict, dict]:
-    cfg = compose_cfg([f"experiment={experiment}"])
+def preset_counts(row: str) -> tuple[dict, dict]:
+    cfg = compose_cfg(cell("table1", row))
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True))
-    counts = count_parameters(model)
-    if "rbd" in cfg.method:
-        counts.update(rbd_parameter_counts(model, cfg.method.rbd.dim))
+    counts = {**count_parameters(model), **optimizer_summary(model, OmegaConf.to_container(cfg.optim, resolve=True))}
     return counts, component_counts(model)
 
 
 def test_sn_small_resnet_has_8005_parameters_all_trained():
-    counts, _ = preset_counts("table1/sn")
+    counts, _ = preset_counts("sn")
     assert counts["params/total"] == counts["params/trainable"] == 8_005
     assert printed(8_005, 1e3) == paper("sn", "trainable_params") == paper("sn", "total_params")  # 8.0 K of 8.0 K
 
@@ -75,7 +73,7 @@ def test_sn_is_the_only_cifar_resnet_that_rounds_to_8k():
 
 
 def test_ld_resnet8_of_gressmann_has_78330_parameters_and_trains_an_8000_dim_subspace():
-    counts, _ = preset_counts("table1/ld")
+    counts, _ = preset_counts("ld")
     assert counts["params/total"] == counts["params/subspace_weights"] == 78_330  # Gressmann et al.: D = 78,330
     assert counts["params/trainable"] == 8_000 == paper("ld", "trainable_params")
     assert printed(78_330, 1e3) == paper("ld", "total_params")  # 78.3 K
@@ -85,7 +83,7 @@ def test_ld_resnet8_of_gressmann_has_78330_parameters_and_trains_an_8000_dim_sub
 
 
 def test_tbn_resnet110_trains_bn_and_classifier():
-    counts, comps = preset_counts("table1/tbn")
+    counts, comps = preset_counts("tbn")
     assert (comps["implicit"], comps["classifier"]) == (8_096, 650)
     assert counts["params/trainable"] == 8_096 + 650 == 8_746
     assert counts["params/total"] == 1_727_962
@@ -97,38 +95,37 @@ def test_tbn_resnet110_trains_bn_and_classifier():
     assert printed(counts["params/trainable"], 1e3) != paper("tbn", "trainable_params")  # 8.7 K: documented
 
 
-@pytest.mark.parametrize("row,backbone,method", [("sn", "resnet8", "full"), ("ld", "resnet8_tf", "rbd"),
+@pytest.mark.parametrize("row,backbone,method", [("sn", "resnet8", "full"), ("ld", "resnet8_tf", "full"),
                                                  ("tbn", "resnet110", "bl")])
 def test_presets_use_the_table1_recipe_and_the_resnet32_reference(row, backbone, method):
-    cfg = compose_cfg([f"experiment=table1/{row}", "seed=3"])
-    assert cfg.experiment_name == f"table1/{row}"
+    cfg = compose_cfg([*cell("table1", row), "seed=3"])
     assert (cfg.dataset.name, cfg.backbone.name, cfg.method.name) == ("cifar10", backbone, method)
     assert (cfg.trainer.max_epochs, cfg.dataset.datamodule.batch_size) == (200, 128)  # KM Sec. IV-A
     assert cfg.reference_accuracy == pytest.approx(0.928)  # ratio vs the fully trained ResNet-32
     if row == "ld":  # Gressmann et al.: plain SGD in the subspace, constant lr; bases seeded by the run's seed
         assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.scheduler.name) == (0.0, 0.0, "none")
-        assert (cfg.method.rbd.dim, cfg.method.rbd.seed) == (8_000, 3)
+        assert (cfg.optim.name, cfg.optim.dim, cfg.optim.seed) == ("rbd", 8_000, 3)  # RBD is an optimizer
     else:
         assert (cfg.optim.momentum, cfg.optim.weight_decay, list(cfg.optim.scheduler.milestones)) == (0.9, 1e-4, [100, 150])
 
 
-def test_every_table1_row_is_in_the_table_and_the_script():
-    rows = {r.key: r.experiment for r in TABLES["km_table1"].rows}
-    assert rows == {k: f"table1/{k}" for k in ("full", "bl", "km", "sn", "ld", "tbn")}
-    script = (REPO / "scripts" / "table1.sh").read_text()
-    assert "experiment=" + ",".join(f"table1/{k}" for k in ("full", "bl", "km", "sn", "ld", "tbn")) in script
-    assert "seed=0,1,2,3,4" in script
+def test_every_table1_row_is_one_preset_plus_its_overrides():
+    rows = {r.key: r.experiment for r in TABLES["table1"].rows}
+    assert rows == {k: "table1/cifar10" for k in ("full", "bl", "km", "sn", "ld", "tbn")}
+    header = (REPO / "configs" / "experiment" / "table1" / "cifar10.yaml").read_text()
+    for r in TABLES["table1"].rows:  # every cell's command is in the preset's header
+        assert " ".join(cell("table1", r.key)) in header, r.key
 
 
 DIGITS = ["dataset=digits", *TINY]
-RBD_SMALL = ["method.rbd.dim=64", "method.rbd.chunk_size=32"]  # d = 8,000 costs ~25 s per CPU step
+RBD_SMALL = ["optim.dim=64", "optim.chunk_size=32"]  # d = 8,000 costs ~25 s per CPU step
 
 
 @pytest.mark.slow
 def test_tiny_rbd_run_reports_the_subspace_dimension(tmp_path):
-    run_cli(["method=rbd", "backbone=resnet8_tf", "optim=rbd", *RBD_SMALL, *DIGITS], tmp_path)
+    run_cli(["method=full", "backbone=resnet8_tf", "optim=rbd", *RBD_SMALL, *DIGITS], tmp_path)
     [s] = summaries(tmp_path)
-    assert s["status"] == "finished" and s["method"] == "rbd"
+    assert s["status"] == "finished" and s["method"] == "full"
     assert (s["params/trainable"], s["params/total"], s["params/subspace_weights"]) == (64, 78_330, 78_330)
     assert "64 coordinates" in s["trainable_note"]
     ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
@@ -140,8 +137,8 @@ def test_tiny_rbd_run_reports_the_subspace_dimension(tmp_path):
 @pytest.mark.parametrize("row,trainable,total", [("sn", 8_005, 8_005), ("tbn", 8_746, 1_727_962),
                                                  ("ld", 64, 78_330)])
 def test_tiny_preset_runs_on_digits(tmp_path, row, trainable, total):
-    run_cli([f"experiment=table1/{row}", *DIGITS, *(RBD_SMALL if row == "ld" else [])], tmp_path)
+    run_cli([*cell("table1", row), *DIGITS, *(RBD_SMALL if row == "ld" else [])], tmp_path)
     [s] = summaries(tmp_path)
-    assert s["status"] == "finished" and s["experiment"] == f"table1/{row}" and s["dataset"] == "digits"
+    assert s["status"] == "finished" and s["experiment"] == "table1/cifar10" and s["dataset"] == "digits"
     assert (s["params/trainable"], s["params/total"]) == (trainable, total)
     assert s["test/recovered_accuracy_ratio"] == pytest.approx(s["test/acc"] / 0.928)

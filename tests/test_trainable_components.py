@@ -1,4 +1,4 @@
-"""Only the method's components train (DESIGN.md: methods as sets of trainable components)."""
+"""Only the method's components train (a method is a set of trainable components, kmexp.methods)."""
 
 import pytest
 import torch

@@ -10,7 +10,7 @@ from torch import nn
 
 from kmexp.components import apply_trainable, tag_parameters
 from kmexp.errors import ConfigError, WeightsNotFoundError
-from kmexp.lite_residual import LiteResidual, WithLiteResidual, add_lite_residuals, lite_residual_parameter_count
+from kmexp.methods.tinytl import LiteResidual, WithLiteResidual, add_lite_residuals, lite_residual_parameter_count
 from kmexp.models import build_backbone
 from kmexp.models.resnet_imagenet import ImageNetResNet
 from kmexp.pretrained import hub_checkpoint_dir

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from kmexp.components import component_counts, count_parameters
 from kmexp.methods import build_model
+from tests.conftest import cell
 from tests.test_configs import compose_cfg
 
 CLASSES = {"aircraft": 100, "cars": 196, "flowers": 102, "food": 101}
@@ -39,8 +40,12 @@ PRESETS = [("fig4", m, d) for m in ("tbl1", "tkm1", "tkm2", "tbl2") for d in CLA
 ]
 
 
-def build_preset(experiment: str, *overrides: str) -> torch.nn.Module:
-    cfg = compose_cfg([f"experiment={experiment}", "backbone.pretrained=false", *overrides])
+def build_preset(name: str, *overrides: str) -> torch.nn.Module:
+    """The model of a table cell named ``<table>/<paper row>_<dataset>`` (e.g. ``table2/tkm2_cars``)."""
+    table, rest = name.split("/")
+    row, dataset = rest.rsplit("_", 1)
+    cfg = compose_cfg([*cell(f"{table}_{dataset}", "ttl" if row == "tinytl" else row), "backbone.pretrained=false",
+                       *overrides])
     with torch.device("meta"):
         return build_model(OmegaConf.to_container(cfg.model, resolve=True))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli, summaries
+from tests.conftest import REPO, ROWS, cell, run_cli, summaries
 from tests.transfer_fakes import write_cars
 
 pytestmark = pytest.mark.slow
@@ -26,9 +26,9 @@ ONE_STEP = [
     "trainer.num_sanity_val_steps=0",
     "dataset.datamodule.batch_size=2",
 ]
-# trainable parameters with a 10-class classifier (2,048 x 10 + 10 = 20,490)
-TRAINABLE_DIGITS = {"tbl1": 20_490, "tkm1": 27_956, "tkm2": 81_076, "tbl2": 23_528_522, "nc": 73_610,
-                    "tinytl": 7_510_186}
+# trainable parameters with a 10-class classifier (2,048 x 10 + 10 = 20,490), per method (paper row)
+TRAINABLE_DIGITS = {"last_layer": 20_490, "km": 81_076, "full": 23_528_522, "bl": 73_610, "tinytl": 7_510_186}
+TKM1_DIGITS = 27_956  # km with method.components=[explicit,classifier]
 
 
 def run_dirs(log_dir: Path) -> list[Path]:
@@ -37,9 +37,12 @@ def run_dirs(log_dir: Path) -> list[Path]:
 
 def test_every_transfer_method_trains_a_resnet50(tmp_path):
     methods = ",".join(TRAINABLE_DIGITS)
-    run_cli(["-m", f"method={methods}", "backbone=resnet50_gn", "backbone.pretrained=false", "optim=adam_tinytl",
-             "dataset=digits", *ONE_STEP], tmp_path, timeout=1500)
-    runs = {s["method"]: s for s in summaries(tmp_path)}
+    common = ["backbone=resnet50_gn", "backbone.pretrained=false", "optim=adam_tinytl", "dataset=digits", *ONE_STEP]
+    run_cli(["-m", f"method={methods}", *common], tmp_path / "methods", timeout=1500)
+    run_cli([*ROWS["tkm1"], *common], tmp_path / "tkm1", timeout=600)
+    [tkm1] = summaries(tmp_path / "tkm1")
+    assert tkm1["params/trainable"] == TKM1_DIGITS and tkm1["components"] == ["explicit", "classifier"]
+    runs = {s["method"]: s for s in summaries(tmp_path / "methods")}
     assert sorted(runs) == sorted(TRAINABLE_DIGITS)
     for method, s in runs.items():
         assert s["status"] == "finished" and s["backbone"] == "resnet50" and s["global_steps"] == 1
@@ -51,11 +54,11 @@ def test_every_transfer_method_trains_a_resnet50(tmp_path):
 
 def test_preset_on_an_on_disk_dataset_then_patch_storage(tmp_path):
     write_cars(tmp_path / "data", counts={"train": 3, "test": 2})
-    run_cli(["experiment=table2/tkm2_cars", "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'data'}",
+    run_cli([*cell("table2_cars", "tkm2"), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'data'}",
              "dataset.datamodule.image_size=32", "dataset.datamodule.num_workers=0",
              "dataset.datamodule.eval_batch_size=2", *ONE_STEP], tmp_path / "logs")
     [s] = summaries(tmp_path / "logs")
-    assert (s["status"], s["experiment"], s["dataset"], s["method"]) == ("finished", "table2/tkm2_cars", "cars", "tkm2")
+    assert (s["status"], s["experiment"], s["dataset"], s["method"]) == ("finished", "transfer", "cars", "km")
     assert s["params/trainable"] == 462_190
     assert s["config"]["optim"]["name"] == "adam" and s["config"]["dataset"]["datamodule"]["label_smoothing"] == 0.7
 
@@ -63,21 +66,21 @@ def test_preset_on_an_on_disk_dataset_then_patch_storage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kmexp.storage", str(run_dir), "--json", str(tmp_path / "storage.json")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| tkm2 | cars | 462,190 | 1.87 | 95.65 | 1.95% |" in proc.stdout
+    assert "| km | cars | 462,190 | 1.87 | 95.65 | 1.95% |" in proc.stdout
     assert "33.9x" in proc.stdout
 
 
 def test_missing_pretrained_weights_stop_with_one_message(tmp_path, monkeypatch):
     env_home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(env_home))  # an empty hub cache
-    proc = run_cli(["experiment=table2/tkm2_flowers", *ONE_STEP], tmp_path, check=False)
+    proc = run_cli([*cell("table2_flowers", "tkm2"), *ONE_STEP], tmp_path, check=False)
     assert proc.returncode == 1
     assert f"{env_home}/hub/checkpoints/resnet50-0676ba61.pth" in proc.stderr
     assert "backbone.pretrained=false" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_missing_dataset_stops_with_one_message(tmp_path):
-    proc = run_cli(["experiment=fig4/tbl1_cars", "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'none'}",
+    proc = run_cli([*cell("fig4_cars", "tbl1"), "backbone.pretrained=false", f"paths.data_dir={tmp_path / 'none'}",
                     "dataset.datamodule.num_workers=0", *ONE_STEP], tmp_path, check=False)
     assert proc.returncode == 1
     assert f"{tmp_path / 'none' / 'stanford_cars'}" in proc.stderr and "issues/7545" in proc.stderr

@@ -6,14 +6,15 @@ from omegaconf import OmegaConf
 
 from kmexp.components import count_parameters
 from kmexp.errors import PatchError
-from kmexp.methods import build_model
+from kmexp.methods import build_model, parse_method
 from kmexp.patches import apply_patch, export_patch, read_patch
-from kmexp.storage import MB, storage_report
+from kmexp.reporting.storage import MB, storage_report
+from tests.conftest import cell
 from tests.test_configs import compose_cfg
 
 
-def tkm2_model(seed: int, experiment: str = "table2/tkm2_aircraft"):
-    cfg = compose_cfg([f"experiment={experiment}", "backbone.pretrained=false"])
+def tkm2_model(seed: int, table: str = "table2_aircraft"):
+    cfg = compose_cfg([*cell(table, "tkm2"), "backbone.pretrained=false"])
     torch.manual_seed(seed)  # the base network of a random-init run is fixed by its seed
     return build_model(OmegaConf.to_container(cfg.model, resolve=True)), cfg
 
@@ -27,7 +28,7 @@ def trained_tkm2(tmp_path_factory):
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     path = export_patch(model, tmp_path_factory.mktemp("patch") / "patch.safetensors", "tkm2",
-                        list(cfg.method.components), backbone="resnet50", dataset="aircraft")
+                        list(parse_method(cfg.method).components), backbone="resnet50", dataset="aircraft")
     return model.eval(), path
 
 

@@ -10,8 +10,8 @@ from torch import nn
 from kmexp.errors import KmexpError
 from kmexp.methods import build_model
 from kmexp.modulation import KernelModulator
-from kmexp.weight_histograms import AFTER, BEFORE, FULL, RANDOM, collect
-from tests.conftest import TINY, model_cfg, run_cli
+from kmexp.reporting.weight_histograms import AFTER, BEFORE, FULL, RANDOM, collect
+from tests.conftest import model_cfg, run_cli
 
 
 def tiny_cfg(method: str) -> dict:
@@ -81,7 +81,7 @@ def test_a_missing_init_checkpoint_or_another_runs_weights_are_refused(runs, tmp
 
 def test_plot_command_writes_a_png_and_statistics(runs, tmp_path):
     km_dir, full_dir, _, _ = runs
-    proc = run_cli(["--km-run", str(km_dir), "--full-run", str(full_dir)], tmp_path, module="kmexp.weight_histograms")
+    proc = run_cli(["--km-run", str(km_dir), "--full-run", str(full_dir)], tmp_path, module="kmexp.reporting.weight_histograms")
     png = km_dir / "fig3_weights.png"
     image = matplotlib.image.imread(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 100 and image.shape[1] > 100
@@ -91,16 +91,18 @@ def test_plot_command_writes_a_png_and_statistics(runs, tmp_path):
     assert stats[AFTER]["std"] > stats[RANDOM]["std"]
     assert "wrote" in proc.stdout
 
-    bad = run_cli(["--km-run", str(full_dir)], tmp_path, module="kmexp.weight_histograms", check=False)
+    bad = run_cli(["--km-run", str(full_dir)], tmp_path, module="kmexp.reporting.weight_histograms", check=False)
     assert bad.returncode == 1 and "save_init_checkpoint=true" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow
 def test_fig3_from_real_tiny_runs(tmp_path):
-    """KM run with save_init_checkpoint=true + full run through the CLI, then the plot found by --sweep."""
-    small = ["backbone=resnet20", *TINY]
-    run_cli(["experiment=digits/table1_km", "save_init_checkpoint=true", *small], tmp_path)
-    run_cli(["experiment=digits/table1_full", *small], tmp_path)
+    """Table I's km (save_init_checkpoint=true) and full rows through kmexp.reproduce, then the plot
+    of the runs found by their table cells (--runs)."""
+    from kmexp.reporting.reproduce import MINI_TRAINER
+
+    run_cli(["table1_digits", "--rows", "km,full", "--seeds", "0", "--profile", "mini", "--logs", str(tmp_path / "logs"),
+             "--out", str(tmp_path / "out"), "--", "backbone=resnet20"], tmp_path, module="kmexp.reproduce")
     km_run = next(p.parent.parent for p in tmp_path.rglob("init.ckpt"))
     assert (km_run / "checkpoints" / "last.ckpt").is_file()
     init = torch.load(km_run / "checkpoints" / "init.ckpt", map_location="cpu", weights_only=True)
@@ -108,8 +110,8 @@ def test_fig3_from_real_tiny_runs(tmp_path):
     key = "net.layer1.0.conv1.parametrizations.weight.0.weights.0"
     assert not torch.equal(init["state_dict"][key], last["state_dict"][key])  # modulators trained
 
-    run_cli(["--sweep", str(tmp_path), "--km-experiment", "digits/table1_km", "--full-experiment",
-             "digits/table1_full"], tmp_path, module="kmexp.weight_histograms")
+    run_cli(["--runs", str(tmp_path / "logs" / "runs"), "--table", "table1_digits", "--seed", "0", "--",
+             *MINI_TRAINER, "dataset=digits", "backbone=resnet20"], tmp_path, module="kmexp.weight_histograms")
     stats = json.loads((km_run / "fig3_weights.json").read_text())
     assert set(stats) == {RANDOM, BEFORE, AFTER, FULL}
     assert matplotlib.image.imread(km_run / "fig3_weights.png").ndim == 3

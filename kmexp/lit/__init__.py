@@ -1,64 +1,44 @@
-"""LightningModules, selected by the top-level config key ``lightning_module``.
+"""LightningModules: one base (:mod:`kmexp.lit.base`) and one file per kind of training.
 
-Each entry maps a name to a function ``(cfg) -> LightningModule`` that builds the
-module from the composed config using plain containers only (so checkpoints reload).
+The config key ``lightning_module`` names the module: a short name ``<name>`` is the
+:class:`~kmexp.lit.base.MethodModule` subclass defined in ``kmexp/lit/<name>.py``
+(``classification``, ``fewshot``, ``multitask``); a dotted path (``pkg.mod.Class``)
+names any other subclass. Each builds itself from the composed config with
+``from_config(cfg)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import inspect
+import pkgutil
 
-from omegaconf import DictConfig, OmegaConf
+import hydra
+from omegaconf import DictConfig
 
 from kmexp.errors import ConfigError
 
 
-def _classification(cfg: DictConfig):
-    from kmexp.lit.classification import ClassificationModule
-
-    return ClassificationModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        reference_accuracy=cfg.reference_accuracy,
-    )
+def _known() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base", "summary"))
 
 
-def _fewshot(cfg: DictConfig):
-    from kmexp.lit.fewshot import FewShotModule
+def lightning_module_class(name: str) -> type:
+    from kmexp.lit.base import MethodModule
 
-    return FewShotModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        meta=OmegaConf.to_container(cfg.meta, resolve=True),
-    )
-
-
-LIGHTNING_MODULES: dict[str, Callable] = {"classification": _classification}
-LIGHTNING_MODULES["fewshot"] = _fewshot  # episodic meta-learning (KM Table III)
-
-
-def _multitask(cfg: DictConfig):
-    """Multi-task training with private patches (model patches Sec. 5.3/5.4): needs ``multitask``
-    (``private``, ``tasks``; configs/multitask/), and ``dataset=multitask`` when tasks name datasets."""
-    from kmexp.lit.multitask import MultiTaskModule
-
-    if cfg.get("multitask") is None:
-        raise ConfigError(
-            "lightning_module=multitask needs a multitask config: add +multitask=sb_patch_last_layer (configs/multitask/) "
-            "and tasks with +dataset@multitask.tasks.<name>.dataset=<dataset>, or use a preset"
-        )
-    return MultiTaskModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        multitask=OmegaConf.to_container(cfg.multitask, resolve=True),
-    )
-
-
-LIGHTNING_MODULES["multitask"] = _multitask
+    if "." in name:
+        cls = hydra.utils.get_class(name)
+    else:
+        if name not in _known():
+            raise ConfigError(f"lightning_module={name!r} is not one of {_known()} (or a dotted class path)")
+        module = importlib.import_module(f"{__name__}.{name}")
+        found = [c for _, c in inspect.getmembers(module, inspect.isclass)
+                 if issubclass(c, MethodModule) and c.__module__ == module.__name__]
+        cls = found[0] if len(found) == 1 else None
+    if cls is None or not issubclass(cls, MethodModule):
+        raise ConfigError(f"lightning_module={name!r} names no kmexp.lit.base.MethodModule subclass")
+    return cls
 
 
 def build_lightning_module(cfg: DictConfig):
-    name = cfg.get("lightning_module", "classification")
-    if name not in LIGHTNING_MODULES:
-        raise ConfigError(f"lightning_module={name!r} is not one of {sorted(LIGHTNING_MODULES)}")
-    return LIGHTNING_MODULES[name](cfg)
+    return lightning_module_class(cfg.get("lightning_module", "classification")).from_config(cfg)

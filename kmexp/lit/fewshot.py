@@ -27,16 +27,17 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torchmetrics import CatMetric
 
-from kmexp.components import COMPONENTS, tag_parameters, validate_components
-from kmexp.errors import ConfigError, NonFiniteLossError
+from kmexp import components
+from kmexp.components import validate_components
+from kmexp.errors import ConfigError
 from kmexp.inner_loop import InnerLoop, inner_loop_names
-from kmexp.methods import Method, build_model
-from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
+from kmexp.lit.base import MethodModule, plain
+from kmexp.methods import Method
 
 # keys of the `meta` config section that only the datamodule reads
 DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed")
@@ -54,7 +55,7 @@ class MetaConfig:
         first_order: drop the second-order terms of the meta-gradient (first-order MAML).
         outer_components: what the outer loop meta-learns (everything by default).
         inner_components: what the inner loop adapts; ``None`` = the method's
-            ``inner_components`` (configs/method/{maml,anil,km}.yaml).
+            ``inner_components`` (kmexp/methods/{maml,anil,km}.py).
     """
 
     ways: int
@@ -99,13 +100,12 @@ def method_inner_components(method: Method, meta: MetaConfig) -> tuple[str, ...]
     """``meta.inner_components`` if set, else the method's ``inner_components``."""
     if meta.inner_components is not None:
         return meta.inner_components
-    comps = method.extra.get("inner_components")
-    if not comps:
+    if not method.inner_components:
         raise ConfigError(
             f"method {method.name!r} does not say what its inner loop adapts: use method=maml, anil or km, "
-            f"or set meta.inner_components=[...] (components: {list(COMPONENTS)})"
+            f"or set meta.inner_components=[...] (components: {list(components.COMPONENTS)})"
         )
-    return tuple(validate_components(comps))
+    return method.inner_components
 
 
 @contextmanager
@@ -121,7 +121,7 @@ def ci95(values: torch.Tensor) -> float:
     return float(1.96 * values.std(unbiased=False) / values.numel() ** 0.5) if values.numel() else float("nan")
 
 
-class FewShotModule(pl.LightningModule):
+class FewShotModule(MethodModule):
     """Episodic meta-training and evaluation (KM Sec. IV-C).
 
     Args:
@@ -140,17 +140,16 @@ class FewShotModule(pl.LightningModule):
         self.meta = MetaConfig.from_dict(meta)
         if model["num_classes"] != self.meta.ways:
             raise ConfigError(f"the classifier has {model['num_classes']} outputs but tasks are {self.meta.ways}-way")
-        self.method = Method.from_dict(model["method"])
+        self.build_net(model, components=self.meta.outer_components)
         self.inner_components = method_inner_components(self.method, self.meta)
-        outer_method = {**model["method"], "components": list(self.meta.outer_components)}
-        self.net = build_model({**model, "method": outer_method})
         self.inner = InnerLoop(self.net, inner_loop_names(self.net, self.inner_components))
         self.val_task_acc = CatMetric()
         self.test_task_acc = CatMetric()
         self.test_task_loss = CatMetric()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> FewShotModule:
+        return cls(model=plain(cfg.model), optim=plain(cfg.optim), meta=plain(cfg.meta))
 
     def _tasks(self, batch: dict, lr: float, steps: int, first_order: bool, detach: bool):
         """Adapt to each task of the batch; per-task query losses and accuracies."""
@@ -168,11 +167,7 @@ class FewShotModule(pl.LightningModule):
         m = self.meta
         losses, accs = self._tasks(batch, m.inner_lr, m.inner_steps, m.first_order, detach=False)
         loss = losses.mean()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite meta-training loss ({loss.item()}) at step {self.global_step}; "
-                "lower optim.lr or meta.inner_lr and resume with resume=true"
-            )
+        self.check_finite(loss, "meta-training loss", hint="lower optim.lr or meta.inner_lr")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(losses))
         self.log("train/acc", accs.mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(losses))
         return loss
@@ -224,8 +219,3 @@ class FewShotModule(pl.LightningModule):
             "meta/shots": self.meta.shots,
             "meta/first_order": self.meta.first_order,
         }
-
-    def configure_optimizers(self):
-        cfg = self.hparams.optim
-        optimizer = build_optimizer(param_groups(self.net.named_parameters(), tag_parameters(self.net), cfg), cfg)
-        return optimizers_for_lightning(optimizer, cfg, self._trainer)

@@ -43,20 +43,20 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from kmexp.components import classifier_module, freeze_norm_statistics, tag_parameters, validate_components
+from kmexp.components import classifier_module, tag_parameters, validate_components, weight_decay_overrides
 from kmexp.data.multitask import TaskSpec, group_streams, parse_tasks
-from kmexp.errors import ConfigError, NonFiniteLossError
-from kmexp.methods import Method, build_model
+from kmexp.errors import ConfigError
+from kmexp.lit.base import MethodModule, plain
 from kmexp.models.mobilenet import resize_input
-from kmexp.optim import build_optimizer, optimizers_for_lightning, param_groups
+from kmexp.optim import param_groups
 from kmexp.patches import norm_statistics
 
 
@@ -106,7 +106,7 @@ def replace_classifier(model: nn.Module, linear: nn.Linear) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, linear)
 
 
-class MultiTaskModule(pl.LightningModule):
+class MultiTaskModule(MethodModule):
     def __init__(self, model: dict, optim: dict, multitask: dict):
         """Args:
         model: as for :func:`kmexp.methods.build_model`; ``num_classes`` is the run's dataset's,
@@ -117,7 +117,6 @@ class MultiTaskModule(pl.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.method = Method.from_dict(model["method"])
         self.private = tuple(validate_components(multitask.get("private") or []))
         self.specs: list[TaskSpec] = parse_tasks(multitask.get("tasks"), model.get("num_classes"))
         self.task_names = [s.name for s in self.specs]
@@ -128,7 +127,7 @@ class MultiTaskModule(pl.LightningModule):
                 f"tasks have different numbers of classes {sorted(classes)}: the classifier must be private "
                 "(add classifier to multitask.private)"
             )
-        self.net = build_model({**model, "num_classes": self.specs[0].num_classes})
+        self.build_net(model, num_classes=self.specs[0].num_classes)
         if getattr(self.net, "input_size", None) and any(s.input_size for s in self.specs):
             raise ConfigError(
                 "the tasks resize their inputs (multitask.tasks.<name>.input_size) and so does the backbone "
@@ -180,11 +179,16 @@ class MultiTaskModule(pl.LightningModule):
     def forward(self, x: torch.Tensor, task: str | None = None) -> torch.Tensor:
         return self.task_forward(task or self.task_names[0], x)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.method.norm_stats == "frozen":
-            freeze_norm_statistics(self.net)
-        return self
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> MultiTaskModule:
+        """Needs ``multitask`` (``private``, ``tasks``; configs/multitask/), and ``dataset=multitask``
+        when tasks name datasets."""
+        if cfg.get("multitask") is None:
+            raise ConfigError(
+                "lightning_module=multitask needs a multitask config: add +multitask=sb_patch_last_layer "
+                "(configs/multitask/) and tasks with +dataset@multitask.tasks.<name>.dataset=<dataset>, or use a preset"
+            )
+        return cls(model=plain(cfg.model), optim=plain(cfg.optim), multitask=plain(cfg.multitask))
 
     # ----------------------------------------------------------------------------- steps
     def on_fit_start(self) -> None:
@@ -198,6 +202,7 @@ class MultiTaskModule(pl.LightningModule):
                 "the tasks of multitask.tasks name their datasets: use dataset=multitask "
                 "(configs/dataset/multitask.yaml), whose datamodule combines them"
             )
+        super().on_fit_start()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         total = 0.0
@@ -205,11 +210,7 @@ class MultiTaskModule(pl.LightningModule):
             x, y = batch[self.stream_of[task]] if isinstance(batch, dict) else batch  # one stream: a plain batch
             logits = self.task_forward(task, x)
             loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite training loss of task {task!r} ({loss.item()}) at step {self.global_step}; "
-                    "the last checkpoint is intact: lower the learning rate and resume with resume=true"
-                )
+            self.check_finite(loss, f"training loss of task {task!r}")
             self.train_acc[task](logits, y)
             self.log(f"train/{task}/loss", loss, on_step=False, on_epoch=True)
             self.log(f"train/{task}/acc", self.train_acc[task], on_step=False, on_epoch=True)
@@ -257,14 +258,14 @@ class MultiTaskModule(pl.LightningModule):
             self.export_task_patches(Path(self.trainer.default_root_dir) / "task_patches")
 
     # ----------------------------------------------------------------------------- optimizer
-    def configure_optimizers(self):
+    def optimizer_groups(self) -> list[dict]:
         cfg = self.hparams.optim
-        tags = tag_parameters(self.net)
-        groups = param_groups(self.net.named_parameters(), tags, cfg, lr=cfg["lr"])
+        decay = weight_decay_overrides(self.net)
+        groups = param_groups(self.net.named_parameters(), decay, cfg, lr=cfg["lr"])
         for task in self.task_names:  # one group per task: its own lr_scale
             named = [(k.replace("/", "."), p) for k, p in self.patches[task].named_parameters(recurse=False)]
-            groups += param_groups(named, tags, cfg, lr=cfg["lr"] * self.spec[task].lr_scale)
-        return optimizers_for_lightning(build_optimizer(groups, cfg), cfg, self._trainer)
+            groups += param_groups(named, decay, cfg, lr=cfg["lr"] * self.spec[task].lr_scale)
+        return groups
 
     # ----------------------------------------------------------------------------- patches
     def task_model(self, task: str) -> nn.Module:

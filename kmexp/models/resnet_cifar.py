@@ -31,6 +31,8 @@ class ZeroPadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
+    lite_residual_slot = "shortcut"  # where TinyTL attaches its lite residual (kmexp.methods.tinytl)
+
     def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)

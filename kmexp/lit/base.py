@@ -1,0 +1,91 @@
+"""What every LightningModule of kmexp shares; subclasses supply only their step logic.
+
+- the method, parsed once from the ``model`` section, and the network it builds
+  (:func:`kmexp.methods.build_model`);
+- norm freezing: with ``norm_stats: frozen`` normalization layers stay in eval mode
+  while training, so they keep the base model's running statistics;
+- the NaN guard: a non-finite training loss stops the run with a clear message (the
+  last checkpoint is intact);
+- optimizer groups (weight decay as the injected modules declare it) and the schedule
+  (:mod:`kmexp.optim`);
+- the figures for summary.json (:meth:`MethodModule.summary`; written by
+  :class:`kmexp.lit.summary.RunSummary`).
+
+Modules are built from plain config dicts only, so ``load_from_checkpoint`` can rebuild
+them from the saved hyperparameters. Each subclass builds itself from the composed
+config with ``from_config``; ``lightning_module`` in the config names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kmexp.components import count_parameters, freeze_norm_statistics, weight_decay_overrides
+from kmexp.errors import NonFiniteLossError
+from kmexp.methods import Method, build_model, parse_method
+from kmexp.optim import build_optimizer, optimizer_summary, optimizers_for_lightning, param_groups
+
+
+def plain(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+class MethodModule(pl.LightningModule):
+    method: Method
+    net: torch.nn.Module
+
+    def build_net(self, model: dict, components: Iterable[str] | None = None, **changes) -> None:
+        """Parse the method once and build ``self.net`` (``changes`` update ``model``)."""
+        self.method = parse_method(model["method"])
+        self.net = build_model({**model, **changes}, self.method, components)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> MethodModule:
+        return cls(model=plain(cfg.model), optim=plain(cfg.optim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def on_fit_start(self) -> None:
+        numbers = {k: float(v) for k, v in self.summary().items() if isinstance(v, (int, float))}
+        for logger in self.loggers:  # e.g. RBD: params/trainable = d
+            logger.log_hyperparams(numbers)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.method.norm_stats == "frozen":
+            freeze_norm_statistics(self.net)
+        return self
+
+    def check_finite(self, loss: torch.Tensor, what: str = "training loss",
+                     hint: str = "lower the learning rate") -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite {what} ({loss.item()}) at step {self.global_step}; "
+                f"the last checkpoint is intact: {hint} and resume with resume=true"
+            )
+
+    def optimizer_groups(self) -> list[dict]:
+        return param_groups(self.net.named_parameters(), weight_decay_overrides(self.net), self.hparams.optim)
+
+    def configure_optimizers(self):
+        cfg = self.hparams.optim
+        return optimizers_for_lightning(build_optimizer(self.optimizer_groups(), cfg), cfg, self._trainer)
+
+    def summary(self) -> dict:
+        """Parameter counts, method and components, plus the module's :meth:`extra_summary`."""
+        return {
+            **count_parameters(self.net),
+            "method": self.method.name,
+            "components": list(self.method.components),
+            **optimizer_summary(self.net, self.hparams.optim),
+            **self.extra_summary(),
+        }
+
+    def extra_summary(self) -> dict:
+        """Module-specific figures (FLOPs, inner-loop counts, per-task patches ...)."""
+        return {}

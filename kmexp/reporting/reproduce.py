@@ -1,0 +1,235 @@
+"""One launcher: every paper table runs through ``python -m kmexp.reproduce``.
+
+    python -m kmexp.reproduce table1 --dry-run                 # the runs and the cells they feed
+    python -m kmexp.reproduce table2 --launcher slurm -- hydra.launcher.partition=gpu   # every table2_* table
+    python -m kmexp.reproduce table1 --collect-only            # after the jobs finished
+    python -m kmexp.reproduce all --profile mini               # every table, tiny, on bundled data
+
+A table id (``table2_cars``) or its preset folder (``table2``: every table of that folder) or
+``all``. A run is trained once: each (row, seed) cell resolves to a run identity
+(:mod:`kmexp.reporting.runs`); cells of several tables that resolve to the same training
+configuration share one run in ``<logs>/runs/<identity>/``. Each table's new runs form Hydra
+multiruns over its rows (experiment presets plus overrides) x seeds, with ``resume=true``: a job
+requeued after preemption or a time limit continues from its own last checkpoint, and re-launching
+a partly finished sweep only redoes what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shlex
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from kmexp.errors import KmexpError
+from kmexp.reporting.runs import Cell, override_key, plan
+from kmexp.reporting.tables import TABLES, Table
+from kmexp.resources import repo_root, results_dir
+
+LAUNCHERS = ("local", "submitit_local", "slurm")
+
+# The mini profile: every table end to end on bundled data with tiny budgets. A
+# pipeline check, never a reproduction: its tables go to results/mini/.
+MINI_TRAINER = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.accelerator=cpu",
+    "logger=csv",
+    "callbacks.progress_bar=none",
+)
+
+
+def profile_overrides(table: Table, profile: str | None) -> list[str]:
+    return [*MINI_TRAINER, *table.mini] if profile == "mini" else []
+
+
+def _sweeps(rows, fixed: list[str] = ()) -> list[tuple[list[str], list[str]]]:
+    """(experiments, overrides) pairs, each one Hydra multirun, covering exactly ``rows``.
+
+    Row overrides of keys in ``fixed`` (the profile's and the command line's) are left to those.
+    Experiments whose rows use the same override combinations are swept together; a set of
+    combinations that forms a full grid (e.g. depth in 4..24) becomes one ``k=v1,v2`` sweep.
+    """
+    fixed_keys = {override_key(o) for o in fixed}
+    combos: dict[str, list[tuple[str, ...]]] = {}
+    for row in rows:
+        own = tuple(o for o in row.overrides if override_key(o) not in fixed_keys)
+        combos.setdefault(row.experiment, []).append(own)
+    by_combos: dict[frozenset, tuple[tuple, list[str]]] = {}
+    for experiment, overrides in combos.items():
+        ordered = tuple(dict.fromkeys(overrides))
+        by_combos.setdefault(frozenset(ordered), (ordered, []))[1].append(experiment)
+    sweeps = []
+    for overrides, experiments in by_combos.values():
+        grid = _as_grid(overrides)
+        if grid is not None:
+            sweeps.append((experiments, grid))
+        else:
+            sweeps.extend((experiments, list(o)) for o in overrides)
+    return sweeps
+
+
+def _as_grid(combos: tuple[tuple[str, ...], ...]) -> list[str] | None:
+    """``["k1=a,b", "k2=c"]`` if ``combos`` is the full product of per-key values, else None."""
+    if combos == ((),):
+        return []
+    dicts = [dict(o.split("=", 1) for o in c) for c in combos]
+    keys = sorted(dicts[0]) if dicts else []
+    if any(sorted(d) != keys for d in dicts):
+        return None
+    values = {k: list(dict.fromkeys(d[k] for d in dicts)) for k in keys}
+    if math.prod(len(v) for v in values.values()) != len(set(combos)):
+        return None
+    return [f"{k}={','.join(v)}" for k, v in values.items()]
+
+
+def sweep_commands(rows_by_seeds: dict[tuple[int, ...], list], launcher: str, log_root: Path,
+                   fixed: list[str]) -> list[list[str]]:
+    """Hydra multirun commands that train the given rows for the given seeds; each job's run
+    directory is ``<log_root>/runs/<its run identity>`` (``fixed``: profile + command-line overrides)."""
+    cmds = []
+    for seeds, rows in rows_by_seeds.items():
+        for experiments, overrides in _sweeps(rows, fixed):
+            cmds.append([
+                sys.executable, "-m", "kmexp.train", "-m",
+                "experiment=" + ",".join(experiments),
+                "seed=" + ",".join(str(s) for s in seeds),
+                *overrides,
+                "resume=true",
+                f"paths.log_dir={log_root}",
+                f"hydra.sweep.dir={log_root / 'runs'}",
+                "hydra.sweep.subdir=${kmexp.run_id:}",
+                f"hydra/launcher={launcher}",
+                *fixed,
+            ])
+    return cmds
+
+
+def select(name: str) -> list[str]:
+    """Table ids for ``all``, a table id, or a preset folder (every table whose id starts with it)."""
+    if name == "all":
+        return [t for t in TABLES if not TABLES[t].exclude_from_all]
+    if name in TABLES:
+        return [name]
+    group = [t for t in TABLES if t.startswith(name + "_") and not TABLES[t].exclude_from_all]
+    if group:
+        return group
+    groups = sorted({t.rsplit("_", 1)[0] for t in TABLES} - set(TABLES))
+    raise KmexpError(f"unknown table {name!r}; known: all, {', '.join(sorted(TABLES))} (or a group: {', '.join(groups)})")
+
+
+def new_runs(table: Table, cells: list[Cell], launched: set[str]) -> dict[tuple[int, ...], list]:
+    """The table's rows whose runs no earlier table launched, grouped by the seeds they still need."""
+    need: dict[str, list[int]] = defaultdict(list)
+    for c in cells:
+        if c.run_id not in launched:
+            launched.add(c.run_id)
+            need[c.row].append(c.seed)
+    grouped: dict[tuple[int, ...], list] = defaultdict(list)
+    for row in table.rows:
+        if row.key in need:
+            grouped[tuple(need[row.key])].append(row)
+    return grouped
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog="Arguments after -- are passed to Hydra (e.g. hydra.launcher.partition=gpu).")
+    p.add_argument("table", help="'all', a table id or a preset folder (e.g. table1, table2, ks_fig3)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: the papers' 5)")
+    p.add_argument("--rows", default=None, help="comma-separated row ids to run (default: every row)")
+    p.add_argument("--launcher", default="local", choices=LAUNCHERS)
+    p.add_argument("--profile", default=None, choices=["mini"], help="mini: tiny budgets on bundled data")
+    p.add_argument("--logs", default=None, help="root of the run directories (default logs/reproduce, or logs/mini)")
+    p.add_argument("--out", default=None, help="where tables are written (default results/, or results/mini)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs, the cells they feed and the commands")
+    p.add_argument("--collect-only", action="store_true", help="only aggregate finished runs into the tables")
+    args, extra = p.parse_known_args(argv)
+    extra = [e for e in extra if e != "--"]
+
+    ids = select(args.table)
+    seeds = [int(s) for s in args.seeds.split(",") if s != ""]
+    mini = args.profile == "mini"
+    log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce"))
+    out = Path(args.out or (results_dir() / ("mini" if mini else "")))
+
+    tables: dict[str, Table] = {}
+    for table_id in ids:
+        table = TABLES[table_id]
+        if args.rows:
+            wanted = args.rows.split(",")
+            unknown = sorted(set(wanted) - {r.key for r in table.rows})
+            if unknown:
+                raise KmexpError(f"{table_id} has no rows {unknown}; rows: {[r.key for r in table.rows]}")
+            table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted))
+        tables[table_id] = dataclasses.replace(table, seeds=tuple(seeds))
+    cells = {tid: plan(tid, t, seeds, profile_overrides(t, args.profile), extra) for tid, t in tables.items()}
+
+    launched: set[str] = set()
+    commands = {tid: sweep_commands(new_runs(t, cells[tid], launched), args.launcher, log_root,
+                                    [*profile_overrides(t, args.profile), *extra])
+                for tid, t in tables.items()}
+    if args.dry_run:
+        print_plan(tables, cells, commands)
+        return 0
+
+    from kmexp.reporting.results import write_table
+
+    status = 0
+    for table_id, table in tables.items():
+        if not args.collect_only and commands[table_id]:
+            print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
+            for cmd in commands[table_id]:
+                proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
+                if proc.returncode != 0:
+                    print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
+                          file=sys.stderr)
+                    status = 1
+        provenance = (f"Pipeline check (`python -m kmexp.reproduce {table_id} --profile mini`): bundled data, "
+                      f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper." if mini else "")
+        md = write_table(table_id, cells[table_id], log_root / "runs", out, provenance, table=table)
+        print(f"[kmexp] {table_id}: wrote {md}")
+        if mini or table.plot:
+            from kmexp.reporting.plots import plot_table
+
+            png = plot_table(table_id, md.with_suffix(".csv"))
+            if png:
+                print(f"[kmexp] {table_id}: wrote {png}")
+    return status
+
+
+def print_plan(tables: dict[str, Table], cells: dict[str, list[Cell]], commands: dict[str, list[list[str]]]) -> None:
+    """Each table's cells, then every unique run once with the cells it feeds, then the commands."""
+    feeds: dict[str, list[Cell]] = defaultdict(list)
+    for tid, table in tables.items():
+        print(f"{tid}: {len(table.rows)} rows x {len(table.seeds)} seeds = {len(cells[tid])} cells")
+        for c in cells[tid]:
+            feeds[c.run_id].append(c)
+    n_cells = sum(len(c) for c in cells.values())
+    print(f"\n{len(feeds)} unique runs feed {n_cells} table cells:")
+    for run_id, fed in feeds.items():
+        first = fed[0]
+        print(f"run {run_id}: {' '.join(first.overrides)} seed={first.seed}")
+        print("  feeds: " + ", ".join(f"{c.table}/{c.row}" for c in fed))
+    for tid, cmds in commands.items():
+        for cmd in cmds:
+            print(f"command ({tid}): " + shlex.join(cmd))
+
+
+def entry(argv: list[str] | None = None) -> int:
+    try:
+        return main(argv)
+    except KmexpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
