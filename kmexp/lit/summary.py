@@ -93,7 +93,7 @@ class RunSummary(pl.Callback):
                 include_norm_stats=method.norm_stats == "update",
                 backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
                 # the recipe load_patch rebuilds the model from (kmexp.api, kmexp.patch_compat)
-                num_classes=int(cfg.model.num_classes), recipe=OmegaConf.to_container(cfg.model, resolve=True),
+                num_classes=cfg.model.get("num_classes"), recipe=OmegaConf.to_container(cfg.model, resolve=True),
             )
             summary["patch/bytes"] = patch.stat().st_size
         publish_summary(trainer.loggers, summary, cfg)
