@@ -117,6 +117,19 @@ def apply_patch(model: nn.Module, path: str | Path, check_fingerprint: bool = Tr
     Nothing is modified unless every check passes.
     """
     header, tensors = read_patch(path)
+    from kmexp.patch_compat import recipe_mismatches
+
+    mismatches = recipe_mismatches(header.get("recipe"), model)
+    if mismatches:
+        raise PatchError(f"{path} does not fit this model: {'; '.join(mismatches)}")
+    trainable = {canonical_name(n) for n, p in model.named_parameters() if p.requires_grad}
+    absent = sorted(trainable - set(tensors))
+    if absent:  # checked before the fingerprint: an unfrozen model is not "another base"
+        raise PatchError(
+            f"{path}: this model trains {len(absent)} tensor(s) the patch does not hold (e.g. {absent[:3]}); "
+            f"it is not set up for the patch's method {header.get('method')!r} (components "
+            f"{header.get('components')}): build it with that method (kmexp.load_patch does) or freeze it"
+        )
     if check_fingerprint:
         fp = frozen_fingerprint(model)
         if header.get("base_fingerprint") != fp:
@@ -130,13 +143,6 @@ def apply_patch(model: nn.Module, path: str | Path, check_fingerprint: bool = Tr
     missing = sorted(set(tensors) - set(targets))
     if missing:
         raise PatchError(f"{path}: tensors not present in this model: {missing[:5]}")
-    trainable = {canonical_name(n) for n, p in model.named_parameters() if p.requires_grad}
-    absent = sorted(trainable - set(tensors))
-    if absent:
-        raise PatchError(
-            f"{path} lacks trainable tensors of this model (made with method "
-            f"{header.get('method')!r}?): {absent[:5]}"
-        )
     for k, t in tensors.items():
         if targets[k].shape != t.shape:
             raise PatchError(f"{path}: {k} has shape {tuple(t.shape)}, model expects {tuple(targets[k].shape)}")

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from kmexp.config import register_resolvers
 from kmexp.errors import ConfigError, ExistingRunError, KmexpError
+from kmexp.resources import hydra_config_path
 from kmexp.runs.run_lock import RunLockedError
 
 log = logging.getLogger("kmexp.train")
@@ -96,7 +97,7 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg)
