@@ -9,11 +9,14 @@ Table I: "Convolution / Implicit / Explicit / Classifier"). A method is a set of
                    and their biases
 ``implicit``       affine parameters of normalization layers, gamma and beta
                    ("implicit modulation", Sec. III-B)
+``norm_offset``    the offsets beta of normalization layers alone (a subset of
+                   ``implicit``; KM's few-shot inner loop variant, Table III "< 51X")
 ``explicit``       kernel-modulator weights (Sec. III-A)
 ``classifier``     the final linear layer
 ``depthwise``      depthwise conv weights (model patches' DW patch)
 ``bias``           every bias (TinyTL's "B")
 ``lite_residual``  TinyTL lite residual modules
+``lora``           LoRA adapters injected by peft (``lora_A``/``lora_B``; kmexp.lora)
 =================  ==========================================================
 
 A parameter trains iff one of its tags is in the method's set; everything else gets
@@ -39,12 +42,15 @@ from kmexp.errors import ConfigError
 COMPONENTS = (
     "convolution",
     "implicit",
+    "norm_offset",
     "explicit",
     "classifier",
     "depthwise",
     "bias",
     "lite_residual",
+    "lora",
 )
+LORA_MARKERS = (".lora_A.", ".lora_B.")  # peft's adapter ModuleDicts inside a LoraLayer
 NORM_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
@@ -79,11 +85,13 @@ def _injected_owner(model: nn.Module) -> dict[int, InjectedModule]:
     return owner
 
 
-def classifier_module(model: nn.Module) -> nn.Module | None:
-    """The final linear layer: ``model.get_classifier()`` (timm convention) or ``model.fc``."""
-    if hasattr(model, "get_classifier"):
-        return model.get_classifier()
-    return getattr(model, "fc", None)
+def classifier_module(model: nn.Module) -> nn.Module:
+    """The final linear layer, as the backbone names it (:func:`kmexp.models.heads.find_head`:
+    ``backbone.classifier``, ``get_classifier()``, timm's ``pretrained_cfg``, a torchvision
+    family); a network that names none is an error, never a silently frozen random head."""
+    from kmexp.models.heads import find_head  # kmexp.models imports this module
+
+    return find_head(model)
 
 
 def _is_depthwise(conv: nn.Module) -> bool:
@@ -92,8 +100,7 @@ def _is_depthwise(conv: nn.Module) -> bool:
 
 def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
     """Map every parameter name (as in ``named_parameters()``) to its components."""
-    classifier = classifier_module(model)
-    classifier_ids = {id(p) for p in classifier.parameters()} if classifier is not None else set()
+    classifier_ids = {id(p) for p in classifier_module(model).parameters()}
     injected = _injected_owner(model)
 
     by_id: dict[int, set[str]] = defaultdict(set)
@@ -110,6 +117,8 @@ def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
                 tags.add("classifier")
             elif isinstance(owner, NORM_TYPES):
                 tags.add("implicit")
+                if pname == "bias":
+                    tags.add("norm_offset")
             else:
                 tags.add("convolution")
                 if _is_depthwise(owner) and pname == "weight":
@@ -118,6 +127,8 @@ def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
                 tags.add("bias")
     names = {}
     for name, p in model.named_parameters(remove_duplicate=False):
+        if any(m in f".{name}" for m in LORA_MARKERS):
+            by_id[id(p)] = {"lora"}
         names[name] = by_id[id(p)]
     return names
 

@@ -22,14 +22,24 @@ def _run_name(override_dirname: str) -> str:
     return name
 
 
-def _table_of(experiment_name: str | None, default: str) -> str:
-    """W&B group: the table an experiment preset belongs to (``table1/km`` -> ``table1``)."""
-    return experiment_name.split("/")[0] if experiment_name else default
+def _table_of(experiment_name: str | None, default: str, sweep_name: str | None = None) -> str:
+    """W&B group: the table an experiment preset belongs to (``table1/km`` -> ``table1``), else the
+    command-line sweep the run belongs to (``sweep_name``), else ``default``."""
+    if experiment_name:
+        return experiment_name.split("/")[0]
+    return sweep_name or default
 
 
 def _row_of(experiment_name: str | None, default: str) -> str:
     """W&B job type: the row of the table (``table1/km`` -> ``km``)."""
     return experiment_name.split("/", 1)[-1] if experiment_name else default
+
+
+def _gpus_per_node(accelerator: str, devices) -> int:
+    """SLURM launcher: GPUs to request per node, one per device unless the run is on CPU."""
+    if accelerator == "cpu":
+        return 0
+    return devices if isinstance(devices, int) and devices > 0 else 1
 
 
 def _experiment() -> str | None:
@@ -45,7 +55,7 @@ def register_resolvers() -> None:
     from kmexp.reporting.runs import register_resolver
 
     for name, fn in (("kmexp.run_name", _run_name), ("kmexp.table_of", _table_of), ("kmexp.row_of", _row_of),
-                     ("kmexp.experiment", _experiment)):
+                     ("kmexp.experiment", _experiment), ("kmexp.gpus_per_node", _gpus_per_node)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
     register_resolver()

@@ -33,6 +33,7 @@ from torch import nn
 
 from kmexp.components import NORM_TYPES
 from kmexp.errors import PatchError
+from kmexp.patch_checksum import tensor_digest
 
 FORMAT_VERSION = 2
 LAYOUT_FINGERPRINT_CHARS = 16  # 64 bits of SHA-256: guards against mix-ups, not adversaries
@@ -134,6 +135,7 @@ def export_patch(
         **info,
     }
     packed = pack(patch_state(model, include_norm_stats))
+    header["content_sha256"] = tensor_digest(packed)  # of what is on disk; checked by read_patch
     save_file(packed, str(path), metadata={"kmexp": json.dumps(header, separators=(",", ":"))})
     return path
 
@@ -161,6 +163,9 @@ def read_patch(path: str | Path, model: nn.Module | None = None) -> tuple[dict, 
         header = json.loads(meta["kmexp"])
     except json.JSONDecodeError as e:
         raise PatchError(f"{path}: corrupted kmexp header: {e}") from e
+    expected = header.get("content_sha256")  # absent in patches written before checksums existed
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise PatchError(f"{path}: tensor contents do not match the patch's checksum (damaged file)")
     if model is not None:
         tensors = unpack_for(model, header, tensors, path)
     return header, tensors
@@ -173,8 +178,9 @@ def unpack_for(model: nn.Module, header: dict, tensors: dict[str, torch.Tensor],
     layout = patch_layout(model, header.get("norm_stats", True))
     if header.get("layout") != layout_fingerprint(layout):
         raise PatchError(
-            f"{path} does not fit this model's trainable tensors (made with method "
-            f"{header.get('method')!r}, components {header.get('components')}?)"
+            f"{path}: this model's {len(layout)} trainable/statistics tensors do not match the patch's layout; "
+            f"it is not set up for the patch's method {header.get('method')!r} (components "
+            f"{header.get('components')}): build it with that method (kmexp.load_patch does) or freeze it"
         )
     return unpack(tensors, layout, str(path))
 
@@ -188,6 +194,20 @@ def apply_patch(model: nn.Module, path: str | Path, check_fingerprint: bool = Tr
     Nothing is modified unless every check passes.
     """
     header, tensors = read_patch(path)
+    from kmexp.patch_compat import recipe_mismatches
+
+    mismatches = recipe_mismatches(header.get("recipe"), model)
+    if mismatches:
+        raise PatchError(f"{path} does not fit this model: {'; '.join(mismatches)}")
+    tensors = unpack_for(model, header, tensors, path)  # format 2: names and shapes from the model
+    trainable = {canonical_name(n) for n, p in model.named_parameters() if p.requires_grad}
+    absent = sorted(trainable - set(tensors))
+    if absent:  # checked before the fingerprint: an unfrozen model is not "another base"
+        raise PatchError(
+            f"{path}: this model trains {len(absent)} tensor(s) the patch does not hold (e.g. {absent[:3]}); "
+            f"it is not set up for the patch's method {header.get('method')!r} (components "
+            f"{header.get('components')}): build it with that method (kmexp.load_patch does) or freeze it"
+        )
     if check_fingerprint:
         fp = frozen_fingerprint(model)
         if header.get("base_fingerprint") != fp:
@@ -196,19 +216,11 @@ def apply_patch(model: nn.Module, path: str | Path, check_fingerprint: bool = Tr
                 f"{str(header.get('base_fingerprint'))[:12]}..., this model {fp[:12]}...; "
                 f"method {header.get('method')!r}, components {header.get('components')})"
             )
-    tensors = unpack_for(model, header, tensors, path)
     targets = {canonical_name(n): p for n, p in model.named_parameters()}
     targets.update(norm_statistics(model))
     missing = sorted(set(tensors) - set(targets))
     if missing:
         raise PatchError(f"{path}: tensors not present in this model: {missing[:5]}")
-    trainable = {canonical_name(n) for n, p in model.named_parameters() if p.requires_grad}
-    absent = sorted(trainable - set(tensors))
-    if absent:
-        raise PatchError(
-            f"{path} lacks trainable tensors of this model (made with method "
-            f"{header.get('method')!r}?): {absent[:5]}"
-        )
     for k, t in tensors.items():
         if targets[k].shape != t.shape:
             raise PatchError(f"{path}: {k} has shape {tuple(t.shape)}, model expects {tuple(targets[k].shape)}")

@@ -10,7 +10,8 @@ downloads: the weights are read from
    ``IMAGENET1K_V1``). That is where ``torchvision.models.resnet50(weights=...)``
    stores them on a machine with internet, so a copied hub cache just works.
 
-Missing weights end the run with one :class:`~kmexp.errors.WeightsNotFoundError` that
+GroupNorm weights published by timm come from the Hugging Face cache instead
+(:mod:`kmexp.timm_weights`). Missing weights end the run with one :class:`~kmexp.errors.WeightsNotFoundError` that
 names the expected file and how to get it. The classifier is never loaded: each task
 re-initializes it for its own classes (KM Sec. IV-B).
 """
@@ -75,7 +76,12 @@ def resolve_weights(arch_name: str, weights_path: str | Path | None = None, weig
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file (timm's Hugging Face format) or a PyTorch file."""
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle/zip errors of all kinds mean the same thing here
         raise WeightsNotFoundError(f"{path} is not a readable PyTorch state dict (truncated download?): {e}") from e
@@ -116,7 +122,15 @@ def load_pretrained(
     file may hold nothing else, so a wrong architecture fails loudly. Returns the path.
     """
     path = resolve_weights(arch_name, weights_path, weights)
-    state = read_state_dict(path)
+    load_state_except_head(model, read_state_dict(path), path, arch_name, exclude)
+    return path
+
+
+@torch.no_grad()
+def load_state_except_head(
+    model: nn.Module, state: dict[str, torch.Tensor], path: Path, arch_name: str, exclude: tuple[str, ...] | None = None
+) -> None:
+    """Load ``state`` (read from ``path``) into ``model``, every key matched, except the classifier."""
     exclude = _classifier_prefixes(model) if exclude is None else tuple(exclude)
     own = model.state_dict()
     wanted = {k for k in own if not k.startswith(exclude)}
@@ -130,4 +144,3 @@ def load_pretrained(
         )
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     log.info("loaded %s weights from %s (kept %s as initialized)", arch_name, path, list(exclude))
-    return path

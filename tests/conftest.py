@@ -32,7 +32,7 @@ ROWS = {
     "tbl1": ["method=last_layer", "method.norm_stats=update"],
     "sb_patch_last": ["method=sb_patch", "method.train_classifier=true"],
     "dw_patch_last": ["method=dw_patch", "method.train_classifier=true"],
-    "last_layer_bn_stats": ["method=last_layer", "method.norm_stats=update"],
+    "last_layer_bn_stats": ["method=last_layer", "method.norm_stats=epoch_average"],
     "rbd": ["method=full", "optim=rbd"],
 }
 

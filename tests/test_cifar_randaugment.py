@@ -86,7 +86,9 @@ def test_convmixer_recipe_trains_on_soft_targets(cifar10_root):
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     [opt] = trainer.optimizers
     assert opt.defaults["eps"] == 1e-3
-    by_decay = {g["weight_decay"]: g["params"] for g in opt.param_groups}
+    by_decay = {}  # groups are per component (lr/<component>); merge them by weight decay
+    for g in opt.param_groups:
+        by_decay.setdefault(g["weight_decay"], []).extend(g["params"])
     assert all(p.ndim > 1 for p in by_decay[0.01]) and all(p.ndim == 1 for p in by_decay[0.0])
     assert sum(len(ps) for ps in by_decay.values()) == len(list(module.net.parameters()))
     assert module.extra_summary()["params/flops"] > 0

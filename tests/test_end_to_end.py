@@ -64,11 +64,11 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     assert list(tmp_path.rglob("last.ckpt")), "no checkpoint appeared"
     assert not summaries(tmp_path)
 
-    refused = run_cli(args, tmp_path, check=False)  # same command without resume: refuse, keep everything
+    refused = run_cli([*args, "resume=false"], tmp_path, check=False)  # resume=false: refuse, keep everything
     assert refused.returncode == 1 and "resume=true" in refused.stderr
     assert list(tmp_path.rglob("last.ckpt"))
 
-    resumed = run_cli([*args, "resume=true"], tmp_path)
+    resumed = run_cli(args, tmp_path)  # the same command resumes by itself (tests/test_interruptions.py)
     [s] = summaries(tmp_path)
     assert s["status"] == "finished" and s["epochs"] == 4
     assert s["global_steps"] == 4  # one step per epoch: nothing was repeated or lost

@@ -1,14 +1,12 @@
 """One launcher: dry runs list every unique run once with the table cells it feeds; ids are table
 ids or preset folders; a real sweep produces a table."""
 
-import csv
 import re
 
 import pytest
 
 from kmexp.reporting.reproduce import entry as main
 from kmexp.reporting.tables import TABLES
-from tests.conftest import run_cli
 
 
 def _plan(out: str) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -85,19 +83,4 @@ def test_unknown_table_and_rows_are_refused(capsys):
     assert "has no rows ['xx']" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_two_run_sweep_through_submitit_local_produces_a_table(tmp_path):
-    run_cli(["table1", "--rows", "bl,km", "--seeds", "0", "--launcher", "submitit_local", "--profile", "mini",
-             "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "out"), "--",
-             "backbone=resnet20", "dataset.datamodule.batch_size=8", "hydra.launcher.timeout_min=10"],
-            tmp_path, module="kmexp.reproduce", timeout=900)
-    rows = {r["row"]: r for r in csv.DictReader((tmp_path / "out" / "table1.csv").open())}
-    assert set(rows) == {"bl", "km"}
-    assert rows["bl"]["runs"] == "1" and rows["km"]["runs"] == "1"
-    assert 0.0 <= float(rows["km"]["test/acc_mean"]) <= 1.0
-    # ResNet-20: BN 1,376 + classifier 650; KM adds 19 modulators x 162
-    assert float(rows["bl"]["params/trainable_mean"]) == 2_026
-    assert float(rows["km"]["params/trainable_mean"]) == 2_026 + 19 * 162
-    assert len(list((tmp_path / "logs" / "runs").glob("*/summary.json"))) == 2  # one directory per run identity
-    md = (tmp_path / "out" / "table1.md").read_text()
-    assert "Not a reproduction" in md and "77.60" in md
+# The submitit_local submit -> status -> collect cycle: tests/test_jobs.py

@@ -1,76 +1,89 @@
-"""Zero-epoch runs (evaluate only) and the deferred NaN guard of kmexp/lit/base.py."""
+"""Unit checks of the preemption hand-off and the run-directory lock (kmexp/runs)."""
 
-from __future__ import annotations
-
-from types import SimpleNamespace
+import os
+import signal
+import stat
 
 import pytest
 import torch
 
-from kmexp.errors import NonFiniteLossError
-from kmexp.lit.classification import ClassificationModule
-from kmexp.optim import build_scheduler
-from tests.conftest import TINY, model_cfg, run_cli, summaries
-
-OPTIM = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "scheduler": {"name": "cosine"}}
+from kmexp.runs.atomic_io import PREVIOUS, atomic_torch_save, clean_orphans, temporary_name
+from kmexp.runs.preemption import EXIT_PREEMPTED, PreemptionGuard
+from kmexp.runs.run_lock import RunLock, RunLockedError
 
 
-def test_cosine_schedule_of_zero_epochs_is_built():
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    sched = build_scheduler(opt, OPTIM, SimpleNamespace(max_epochs=0))
-    assert isinstance(sched["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
-    assert opt.param_groups[0]["lr"] == 0.1
-    with pytest.raises(Exception, match="finite trainer.max_epochs"):
-        build_scheduler(opt, OPTIM, SimpleNamespace(max_epochs=-1))
+def test_submitit_handler_gets_the_signal_to_checkpoint_and_requeue(monkeypatch):
+    calls = []
+
+    def checkpoint_and_try_requeue(signum, frame):
+        calls.append(signum)
+
+    checkpoint_and_try_requeue.__module__ = "submitit.core.job_environment"
+    monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    previous = signal.signal(signal.SIGUSR2, checkpoint_and_try_requeue)
+    try:
+        guard = PreemptionGuard().__enter__()
+        assert signal.getsignal(signal.SIGUSR2) == guard._handle
+        with pytest.raises(SystemExit) as exit_:
+            guard.requeue(signal.SIGTERM)
+        assert calls == [signal.SIGTERM] and exit_.value.code == EXIT_PREEMPTED
+        assert signal.getsignal(signal.SIGUSR2) is checkpoint_and_try_requeue  # handed back
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
 
 
-@pytest.mark.slow
-def test_max_epochs_zero_only_evaluates(tmp_path):
-    run_cli([*TINY, "backbone=resnet20", "optim=sgd_short", "trainer.max_epochs=0", "export_patch=false"], tmp_path)
-    [s] = summaries(tmp_path)
-    assert s["status"] == "finished" and s["global_steps"] == 0 and s["epochs"] == 0
-    assert 0.0 <= s["test/acc"] <= 1.0
+def test_plain_slurm_job_is_requeued_with_scontrol(tmp_path, monkeypatch):
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "called"}\n')
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    with PreemptionGuard() as guard, pytest.raises(SystemExit) as exit_:
+        guard.requeue(signal.SIGUSR1)
+    assert exit_.value.code == EXIT_PREEMPTED
+    assert (tmp_path / "called").read_text().split() == ["requeue", "4242"]
 
 
-def _module(every):
-    m = ClassificationModule(model=model_cfg("km", backbone="resnet20"), optim=OPTIM)
-    m.nan_check_every_n_steps = every
-    return m
+def test_signal_outside_training_stops_at_once_inside_training_at_the_batch_end():
+    from kmexp.runs.preemption import Preempted
+
+    with PreemptionGuard() as guard:
+        guard.enter_training()
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, nothing raised
+        assert guard.signal == signal.SIGTERM
+        guard.leave_training()
+        guard.signal = None
+        with pytest.raises(Preempted):
+            os.kill(os.getpid(), signal.SIGUSR1)
 
 
-def test_nan_flag_is_read_back_only_every_n_checks(monkeypatch):
-    m = _module(every=4)
-    finite, nan = torch.tensor(1.0), torch.tensor(float("nan"))
-    reads = []
-    original = torch.Tensor.item
-    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(1) or original(t))
-    m.check_finite(finite)
-    m.check_finite(nan)  # flagged, not yet read
-    m.check_finite(finite)
-    assert reads == []  # no host read on the first three checks
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 0"):
-        m.check_finite(finite)  # the fourth check reads the flag back
+def test_second_holder_of_a_run_directory_is_refused_with_the_holder_named(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()} on "):
+            RunLock(tmp_path).__enter__()
+    with RunLock(tmp_path):  # released: free again
+        pass
 
 
-def test_pending_nan_is_raised_before_a_checkpoint_is_saved():
-    m = _module(every=1000)
-    m.check_finite(torch.tensor(float("inf")), "training loss of task 'a'")
-    with pytest.raises(NonFiniteLossError, match="task 'a'.*inf"):
-        m.on_save_checkpoint({})
+def test_atomic_save_keeps_the_previous_checkpoint_and_orphans_are_cleaned(tmp_path):
+    last = tmp_path / "last.ckpt"
+    atomic_torch_save({"global_step": 1}, last)
+    atomic_torch_save({"global_step": 2}, last)
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    assert torch.load(tmp_path / PREVIOUS, weights_only=True)["global_step"] == 1
+    orphan = temporary_name(last)
+    orphan.write_bytes(b"half a checkpoint")
+    assert clean_orphans(tmp_path) == [orphan] and not orphan.exists()
 
 
-def test_every_check_reads_on_cpu_by_default():
-    m = _module(every=None)
-    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
-        m.check_finite(torch.tensor(float("nan")))
+def test_stale_lightning_hpc_checkpoints_are_retired_but_stay_resume_candidates(tmp_path):
+    from kmexp.runs.resume import newest_readable, retire_hpc_checkpoints
 
-
-@pytest.mark.slow
-def test_deferred_nan_check_still_ends_the_run_with_the_error_line(tmp_path):
-    proc = run_cli([*TINY, "backbone=resnet20", "method=full", "optim.lr=1e30", "trainer.limit_train_batches=6",
-                    "nan_check_every_n_steps=4", "export_patch=false"], tmp_path, check=False)
-    assert proc.returncode == 1
-    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: non-finite training loss")]
-    assert len(error_lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    [s] = summaries(tmp_path)
-    assert s["status"] == "failed"
+    ckpts = tmp_path / "checkpoints"
+    atomic_torch_save({"state_dict": {}, "global_step": 6}, ckpts / "last.ckpt")
+    torch.save({"state_dict": {}, "global_step": 13}, tmp_path / "hpc_ckpt_1.ckpt")
+    retire_hpc_checkpoints(tmp_path)
+    assert not list(tmp_path.glob("hpc_ckpt_*"))  # Lightning on SLURM would load it by itself
+    path, step = newest_readable(ckpts)
+    assert (path.name, step) == ("legacy-hpc_ckpt_1.ckpt", 13)

@@ -106,7 +106,7 @@ def test_presets_use_the_table1_recipe_and_the_resnet32_reference(row, backbone,
         assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.scheduler.name) == (0.0, 0.0, "none")
         assert (cfg.optim.name, cfg.optim.dim, cfg.optim.seed) == ("rbd", 8_000, 3)  # RBD is an optimizer
     else:
-        assert (cfg.optim.momentum, cfg.optim.weight_decay, list(cfg.optim.scheduler.milestones)) == (0.9, 1e-4, [100, 150])
+        assert (cfg.optim.momentum, cfg.optim.weight_decay, list(cfg.optim.scheduler.milestones)) == (0.9, 1e-4, [32000, 48000])
 
 
 def test_every_table1_row_is_one_preset_plus_its_overrides():

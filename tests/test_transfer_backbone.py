@@ -62,9 +62,12 @@ def test_random_init_ignores_the_cache(torch_home, imagenet_state):
     assert not torch.equal(model.conv1.weight, imagenet_state[1]["conv1.weight"])
 
 
-def test_groupnorm_carries_over_gamma_and_beta(torch_home, imagenet_state):
+def test_groupnorm_swap_on_bn_weights_carries_over_gamma_and_beta(torch_home, imagenet_state):
     state = imagenet_state[1]
-    model = build_backbone("resnet50", num_classes=100, pretrained=True, norm="group", gn_groups=32)
+    with pytest.raises(ConfigError, match="swap_bn_weights=true"):  # only when asked for (tests/test_gn_pretrained.py)
+        build_backbone("resnet50", num_classes=100, pretrained=True, norm="group", gn_groups=32)
+    model = build_backbone("resnet50", num_classes=100, pretrained=True, norm="group", gn_groups=32,
+                           swap_bn_weights=True)
     gns = {n: m for n, m in model.named_modules() if isinstance(m, nn.GroupNorm)}
     assert len(gns) == 53 and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     for name, gn in gns.items():
@@ -148,7 +151,7 @@ def test_lite_residuals_start_as_the_identity_and_train_alone():
     assert tags["layer2.0.downsample.inner.0.weight"] == {"convolution"}
     assert tags["layer2.0.downsample.lite.conv1.weight"] == {"lite_residual"}
     assert tags["layer2.0.downsample.lite.norm1.bias"] == {"lite_residual", "bias"}
-    assert tags["layer2.0.bn3.bias"] == {"implicit", "bias"}
+    assert tags["layer2.0.bn3.bias"] == {"implicit", "norm_offset", "bias"}
 
     apply_trainable(model, ["lite_residual", "bias", "classifier"])
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}

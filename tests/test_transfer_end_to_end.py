@@ -73,9 +73,10 @@ def test_preset_on_an_on_disk_dataset_then_patch_storage(tmp_path):
 def test_missing_pretrained_weights_stop_with_one_message(tmp_path, monkeypatch):
     env_home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(env_home))  # an empty hub cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty Hugging Face cache
     proc = run_cli([*cell("table2_flowers", "tkm2"), *ONE_STEP], tmp_path, check=False)
     assert proc.returncode == 1
-    assert f"{env_home}/hub/checkpoints/resnet50-0676ba61.pth" in proc.stderr
+    assert f"{tmp_path}/hf/models--timm--resnet50_gn.a1h_in1k/snapshots/<revision>/model.safetensors" in proc.stderr
     assert "backbone.pretrained=false" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from kmexp.distributed import eval_sampler
 from kmexp.errors import ConfigError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ class ClassificationDataModule(pl.LightningDataModule):
         if self._datasets is None:
             self._datasets = self.build_datasets()
 
+    @property
+    def validates_on_test(self) -> bool:
+        """True when there is no held-out split and validation runs on the test set."""
+        self.setup()
+        return self._datasets[1] is self._datasets[2]
+
     def device_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         """(mean, std) applied on the device after scaling uint8 to [0, 1]; None: stored as is."""
         return None
@@ -118,10 +125,12 @@ class ClassificationDataModule(pl.LightningDataModule):
         return self._loader(self._datasets[index], train)
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
+        sampler = None if train else eval_sampler(ds)  # DDP: split evaluation data without repeats
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from kmexp.data.base import default_data_root
+from kmexp.distributed import eval_sampler
 from kmexp.errors import ConfigError, DatasetNotFoundError
 
 SPLITS = ("train", "validation", "test")
@@ -169,9 +170,10 @@ class FewShotDataModule(pl.LightningDataModule):
 
     Args:
         ways, shots, query: N-way K-shot tasks with Q query examples per class.
-        meta_batch_size: tasks per batch (= per outer-loop step while meta-training); under
-            DDP per device, each rank drawing its own tasks (so divide MAML's meta-batch by
-            the number of devices to keep its outer-loop batch).
+        test_query: query examples per class of the meta-validation / meta-test tasks
+            (``None`` = ``query``). MAML's reference code evaluates with K (main.py, ``--train=False``).
+        meta_batch_size: tasks per outer-loop step (the global meta-batch); under DDP it is
+            split across the devices (kmexp.distributed), each rank drawing its own tasks.
         iterations_per_epoch: meta-training batches per Lightning epoch.
         num_val_tasks, num_test_tasks: sizes of the fixed meta-validation / meta-test task lists
             (MAML reports the mean and 95% interval over 600 test tasks).
@@ -188,13 +190,16 @@ class FewShotDataModule(pl.LightningDataModule):
     def __init__(self, ways: int = 5, shots: int = 1, query: int = 15, meta_batch_size: int = 4,
                  iterations_per_epoch: int = 100, num_val_tasks: int = 100, num_test_tasks: int = 600,
                  task_seed: int = 0, rotate: bool = False, root: str | None = None, download: bool = False,
-                 num_workers: int = 0, eval_meta_batch_size: int | None = None):
+                 num_workers: int = 0, eval_meta_batch_size: int | None = None, test_query: int | None = None):
         super().__init__()
         for key, value in (("ways", ways), ("shots", shots), ("query", query), ("meta_batch_size", meta_batch_size),
                            ("iterations_per_epoch", iterations_per_epoch), ("num_test_tasks", num_test_tasks)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"meta.{key}={value!r} must be a positive integer")
         self.ways, self.shots, self.query = ways, shots, query
+        self.test_query = query if test_query is None else test_query
+        if not isinstance(self.test_query, int) or self.test_query < 1:
+            raise ConfigError(f"meta.test_query={test_query!r} must be a positive integer")
         self.meta_batch_size = meta_batch_size
         self.eval_meta_batch_size = eval_meta_batch_size or meta_batch_size
         self.iterations_per_epoch = iterations_per_epoch
@@ -225,13 +230,16 @@ class FewShotDataModule(pl.LightningDataModule):
         if self._episodes is not None:
             return
         train, val, test = self.meta_datasets()
+        # meta_batch_size is per device here (kmexp.distributed): DDP's sampler hands each rank
+        # 1/world of the training tasks, so an epoch keeps iterations_per_epoch steps
+        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
         # distinct seeds per split: no validation task doubles as a test task index
         self._episodes = {
             "train": Episodes(train, self.ways, self.shots, self.query,
-                              self.iterations_per_epoch * self.meta_batch_size, None, self.rotate),
-            "validation": Episodes(val, self.ways, self.shots, self.query, max(self.num_val_tasks, 1),
+                              self.iterations_per_epoch * self.meta_batch_size * world, None, self.rotate),
+            "validation": Episodes(val, self.ways, self.shots, self.test_query, max(self.num_val_tasks, 1),
                                    self.task_seed * 1_000_003 + 500_000, self.rotate),
-            "test": Episodes(test, self.ways, self.shots, self.query, self.num_test_tasks,
+            "test": Episodes(test, self.ways, self.shots, self.test_query, self.num_test_tasks,
                              self.task_seed * 1_000_003, self.rotate),
         }
 
@@ -246,7 +254,8 @@ class FewShotDataModule(pl.LightningDataModule):
         random.seed(f"{torch.initial_seed()}/rank{trainer.global_rank}")
 
     def _loader(self, split: str, batch_size: int) -> DataLoader:
-        return DataLoader(self._episodes[split], batch_size=batch_size, shuffle=False, drop_last=False,
+        sampler = None if split == "train" else eval_sampler(self._episodes[split])  # DDP: no repeated tasks
+        return DataLoader(self._episodes[split], batch_size=batch_size, shuffle=False, drop_last=False, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kmexp.components import count_parameters, freeze_norm_statistics, weight_decay_overrides
+from kmexp.components import count_parameters, freeze_norm_statistics, tag_parameters, weight_decay_overrides
 from kmexp.errors import NonFiniteLossError
 from kmexp.methods import Method, build_model, parse_method
 from kmexp.optim import build_optimizer, optimizer_summary, optimizers_for_lightning, param_groups
@@ -119,7 +119,8 @@ class MethodModule(pl.LightningModule):
         self.raise_if_nonfinite()
 
     def optimizer_groups(self) -> list[dict]:
-        return param_groups(self.net.named_parameters(), weight_decay_overrides(self.net), self.hparams.optim)
+        return param_groups(self.net.named_parameters(), weight_decay_overrides(self.net), self.hparams.optim,
+                            tag_parameters(self.net))  # groups named by component: lr/explicit ...
 
     def configure_optimizers(self):
         cfg = self.hparams.optim

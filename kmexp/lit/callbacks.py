@@ -18,13 +18,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         if lcfg is None:
             continue
         if name == "wandb":
-            lcfg = prepare_wandb(lcfg, run_dir)
+            resuming = bool(cfg.resume) and (run_dir / "checkpoints" / "last.ckpt").exists()
+            lcfg = prepare_wandb(lcfg, run_dir, cfg, resuming)
         loggers.append(hydra.utils.instantiate(lcfg))
     return loggers
 
 
 def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+
+    from kmexp.lr_logging import LearningRatePerGroup
 
     c = cfg.callbacks
     callbacks = [
@@ -35,7 +38,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
             monitor=c.checkpoint.monitor,
             mode=c.checkpoint.mode,
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt: kmexp.runs.last_checkpoint.LastCheckpoint
             every_n_epochs=1,
         )
     ]
@@ -44,9 +47,19 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list:
     elif c.progress_bar == "tqdm":
         callbacks.append(TQDMProgressBar())
     if cfg.get("logger"):
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks.append(LearningRatePerGroup())  # lr/<parameter group>, e.g. lr/explicit
+    if _norm_stats(cfg) == "epoch_average":  # model patches: statistics averaged over each epoch
+        from kmexp.norm_statistics import EpochAverageNormStatistics
+
+        callbacks.append(EpochAverageNormStatistics())
     if cfg.get("save_init_checkpoint", False):  # KM Fig. 3 compares weights before and after training
         from kmexp.init_checkpoint import SaveInitialCheckpoint
 
         callbacks.append(SaveInitialCheckpoint(ckpt_dir / "init.ckpt"))
     return callbacks
+
+
+def _norm_stats(cfg: DictConfig) -> str:
+    from kmexp.methods import parse_method
+
+    return parse_method(cfg.method).norm_stats

@@ -46,7 +46,9 @@ class ClassificationModule(MethodModule):
             self.check_finite(loss)
         metric(logits, y.argmax(1) if y.is_floating_point() else y)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test")
+        # evaluation losses are averaged over every DDP rank (accuracies sync through torchmetrics)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test",
+                 sync_dist=stage != "train")
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

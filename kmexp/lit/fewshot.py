@@ -40,7 +40,7 @@ from kmexp.lit.base import MethodModule, plain
 from kmexp.methods import Method
 
 # keys of the `meta` config section that only the datamodule reads
-DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed")
+DATA_KEYS = ("iterations_per_epoch", "num_val_tasks", "num_test_tasks", "task_seed", "test_query")
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class FewShotModule(MethodModule):
     def validation_step(self, batch, batch_idx):
         losses, accs = self._evaluate(batch)
         self.val_task_acc.update(accs)
-        self.log("val/loss", losses.mean(), on_step=False, on_epoch=True, batch_size=len(losses))
+        self.log("val/loss", losses.mean(), on_step=False, on_epoch=True, batch_size=len(losses), sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         losses, accs = self._evaluate(batch)

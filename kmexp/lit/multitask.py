@@ -261,10 +261,11 @@ class MultiTaskModule(MethodModule):
     def optimizer_groups(self) -> list[dict]:
         cfg = self.hparams.optim
         decay = weight_decay_overrides(self.net)
-        groups = param_groups(self.net.named_parameters(), decay, cfg, lr=cfg["lr"])
+        tags = tag_parameters(self.net)
+        groups = param_groups(self.net.named_parameters(), decay, cfg, tags, lr=cfg["lr"])
         for task in self.task_names:  # one group per task: its own lr_scale
             named = [(k.replace("/", "."), p) for k, p in self.patches[task].named_parameters(recurse=False)]
-            groups += param_groups(named, decay, cfg, lr=cfg["lr"] * self.spec[task].lr_scale)
+            groups += param_groups(named, decay, cfg, tags, name_prefix=f"{task}/", lr=cfg["lr"] * self.spec[task].lr_scale)
         return groups
 
     # ----------------------------------------------------------------------------- patches

@@ -77,6 +77,7 @@ class RunSummary(pl.Callback):
             "epochs": int(trainer.current_epoch),
             "global_steps": int(trainer.global_step),
             "hardware": hardware(),
+            "world_size": int(trainer.world_size),
             "duration_s": round(time.time() - self.started, 1),
             "run_dir": str(self.run_dir),
             "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
@@ -84,14 +85,19 @@ class RunSummary(pl.Callback):
         ref = cfg.reference_accuracy
         summary["reference_accuracy"] = ref
         summary["test/recovered_accuracy_ratio"] = summary["test/acc"] / ref if ref else None
+        from kmexp.provenance import provenance
+
+        summary.update(provenance())  # git commit, versions, launcher, job id
         if cfg.export_patch:
             from kmexp.patches import export_patch
 
             method = module.method
             patch = export_patch(
                 module.net, self.run_dir / "patch.safetensors", method.name, list(method.components),
-                include_norm_stats=method.norm_stats == "update",
+                include_norm_stats=method.norm_stats != "frozen",
                 backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
+                # the recipe load_patch rebuilds the model from (kmexp.api, kmexp.patch_compat)
+                num_classes=cfg.model.get("num_classes"), recipe=OmegaConf.to_container(cfg.model, resolve=True),
             )
             summary["patch/bytes"] = patch.stat().st_size
         publish_summary(trainer.loggers, summary, cfg)

@@ -35,6 +35,7 @@ from torch import nn
 
 from kmexp.components import apply_trainable
 from kmexp.methods.base import METHODS, Method, parse_method, register_method
+from kmexp.models.heads import name_head
 from kmexp.models.registry import build_backbone
 
 __all__ = ["METHODS", "Method", "build_model", "parse_method", "register_method"]
@@ -53,7 +54,9 @@ def build_model(model_cfg: dict, method: Method | None = None, components: Itera
     """
     backbone_cfg = dict(model_cfg["backbone"])
     name = backbone_cfg.pop("name")
+    classifier = backbone_cfg.pop("classifier", None)  # explicit head path (kmexp.models.heads)
     model = build_backbone(name, num_classes=model_cfg["num_classes"], **backbone_cfg)
+    name_head(model, classifier)
 
     sharing_cfg = model_cfg.get("sharing") or {}
     if sharing_cfg.get("groups") or sharing_cfg.get("strategy", "none") != "none":
@@ -64,4 +67,6 @@ def build_model(model_cfg: dict, method: Method | None = None, components: Itera
     method = method or parse_method(model_cfg["method"])
     method.inject(model, model_cfg)
     apply_trainable(model, method.components if components is None else components)
+    # how the model was built, for self-describing patches (kmexp.api.save_patch, kmexp.patch_compat)
+    model.kmexp_recipe = {k: model_cfg.get(k) for k in ("backbone", "num_classes", "method", "modulator", "sharing")}
     return model

@@ -8,3 +8,4 @@ from kmexp.methods.base import Method, register_method
 class ANIL(Method):
     components = ("convolution", "implicit", "classifier")
     inner_components = ("classifier",)
+    lightning_modules = ("fewshot",)

@@ -7,8 +7,9 @@ A method (Kernel Modulation Table I, model patches Sec. 2) says
   injected modules subclass :class:`kmexp.components.InjectedModule`, so they tag their
   own parameters and declare their own optimizer needs (e.g. no weight decay);
 - whether normalization layers re-estimate their running statistics while training
-  (``norm_stats: update``, shipped in the task patch) or keep the base model's
-  (``frozen``);
+  (``norm_stats: update``, PyTorch's exponential average, momentum 0.1; or
+  ``epoch_average``, a cumulative average over each epoch, :mod:`kmexp.norm_statistics`;
+  both shipped in the task patch) or keep the base model's (``frozen``);
 - for meta-learning (KM Sec. IV-C), what the inner loop adapts: ``inner_components``.
 
 Class attributes give a method's defaults; its config (``configs/method/<name>.yaml``)
@@ -26,7 +27,7 @@ from torch import nn
 from kmexp.components import validate_components
 from kmexp.errors import ConfigError
 
-NORM_STATS = ("update", "frozen")
+NORM_STATS = ("update", "epoch_average", "frozen")
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -51,6 +52,9 @@ class Method:
     components: tuple[str, ...] = ()
     norm_stats: str = "update"
     inner_components: tuple[str, ...] | None = None
+    # the LightningModules under which the method means what it says (None: any); a meta-learning
+    # method such as MAML would silently train a plain classifier elsewhere (kmexp.validate refuses)
+    lightning_modules: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, components=None, norm_stats: str | None = None, inner_components=None):
         if components is not None:

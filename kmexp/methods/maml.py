@@ -8,3 +8,4 @@ from kmexp.methods.base import Method, register_method
 class MAML(Method):
     components = ("convolution", "implicit", "classifier")
     inner_components = ("convolution", "implicit", "classifier")
+    lightning_modules = ("fewshot",)

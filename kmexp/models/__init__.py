@@ -3,8 +3,10 @@
 from kmexp.models import (  # noqa: F401
     conv4,  # noqa: F401
     convmixer,
+    generic,  # timm / torchvision models by name
     inception,
     mobilenet,
+    resnet_bit,  # noqa: F401
     resnet_cifar,  # noqa: F401
     resnet_imagenet,  # noqa: F401
     resnet_tf,  # noqa: F401

@@ -2,7 +2,8 @@
 
 Keys: ``name`` (sgd | adam | adamw | rmsprop | rbd), ``lr``, ``weight_decay``, ``momentum``,
 ``nesterov``, ``betas``, ``eps`` (Adam/AdamW); ``scheduler``: ``{name: none | multistep | cosine, ...}``
-stepped once per epoch. ``milestones`` are epochs. ``rmsprop`` (``alpha``, ``eps``, ``momentum``) and the
+stepped once per epoch. ``milestones`` are epochs, or optimizer steps with ``interval: step``; ``warmup``
+(``until``, ``factor``) scales the lr down at the start. ``rmsprop`` (``alpha``, ``eps``, ``momentum``) and the
 ``exponential`` schedule (``gamma`` per ``every_epochs``, stepped per step) are model patches' (Sec. 5).
 ``rbd`` is Random Bases Descent (KM Table I, LD row; :mod:`kmexp.optim.rbd`): SGD inside a
 random subspace of ``dim`` dimensions, with ``seed`` and ``chunk_size`` (configs/optim/rbd.yaml).
@@ -13,14 +14,23 @@ Weight decay is ``weight_decay`` except where an injected module declares its ow
 
 from __future__ import annotations
 
+import bisect
+
 import torch
 
+from kmexp.components import COMPONENTS
 from kmexp.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "rbd")
+# Keys of an optim config that describe the schedule or the parameter groups, not the optimizer.
+NOT_OPTIMIZER_ARGUMENTS = ("_target_", "name", "scheduler", "modulator_weight_decay", "no_weight_decay_1d")
 
 
 def build_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg``: ``_target_`` (any optimizer class, e.g. timm's
+    ``timm.optim.RMSpropTF``, called with every other key but the schedule's) or ``name``."""
+    if cfg.get("_target_"):
+        return instantiate_optimizer(param_groups, cfg)
     name = cfg.get("name", "sgd")
     lr = cfg["lr"]
     if name == "rbd":
@@ -51,11 +61,27 @@ def optimizer_summary(model, cfg: dict) -> dict:
     return rbd_parameter_counts(model, cfg["dim"])
 
 
+def instantiate_optimizer(param_groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(cfg["_target_"])
+    except Exception as e:  # noqa: BLE001 - Hydra wraps import errors of every kind
+        raise ConfigError(f"optim._target_={cfg['_target_']!r} is not an importable optimizer class: {e}") from e
+    kwargs = {k: v for k, v in cfg.items() if k not in NOT_OPTIMIZER_ARGUMENTS}
+    try:
+        return cls(param_groups, **kwargs)
+    except TypeError as e:  # an argument the class does not take
+        raise ConfigError(f"optim: {cls.__name__} {e}") from e
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
     sched = dict(cfg.get("scheduler") or {"name": "none"})
     name = sched.pop("name", "none")
     if name == "none":
         return None
+    if name == "multistep" and (sched.get("interval", "epoch") == "step" or sched.get("warmup")):
+        return _multistep_with_warmup(optimizer, sched)
     if name == "multistep":
         s = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(sched["milestones"]),
                                                  gamma=sched.get("gamma", 0.1))
@@ -73,6 +99,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
     else:
         raise ConfigError(f"optim.scheduler.name={name!r} is not one of ['none', 'multistep', 'cosine', 'exponential']")
     return {"scheduler": s, "interval": "epoch"}
+
+
+def _multistep_with_warmup(optimizer: torch.optim.Optimizer, sched: dict) -> dict:
+    """lr * gamma ** (milestones passed), times ``warmup.factor`` before ``warmup.until``.
+
+    ``interval: step`` counts optimizer steps (He et al. 2016 give their CIFAR schedule in
+    iterations: lr / 10 at 32k and 48k); ``warmup`` is He et al.'s ResNet-110 warm-up
+    (lr 0.01 = 0.1 x 0.1 until training error is below 80%, "about 400 iterations").
+    Milestones and ``warmup.until`` are in units of ``interval``.
+    """
+    interval = sched.get("interval", "epoch")
+    if interval not in ("epoch", "step"):
+        raise ConfigError(f"optim.scheduler.interval={interval!r} is not 'epoch' or 'step'")
+    milestones = sorted(int(m) for m in sched["milestones"])
+    gamma = float(sched.get("gamma", 0.1))
+    warmup = sched.get("warmup") or {}
+    until, warm_factor = int(warmup.get("until", 0)), float(warmup.get("factor", 1.0))
+
+    def factor(t: int) -> float:
+        return (warm_factor if t < until else 1.0) * gamma ** bisect.bisect_right(milestones, t)
+
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": interval}
 
 
 def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -> dict:
@@ -94,32 +142,38 @@ def _exponential_decay(optimizer: torch.optim.Optimizer, sched: dict, trainer) -
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
 
 
-def param_groups(named_params, decay: dict[str, float], cfg: dict, **group_options) -> list[dict]:
-    """Optimizer groups of the trainable ``(name, parameter)`` pairs.
+def param_groups(named_params, decay: dict[str, float], cfg: dict, tags: dict[str, set[str]] | None = None,
+                 name_prefix: str = "", **group_options) -> list[dict]:
+    """Optimizer groups of the trainable ``(name, parameter)`` pairs, one per component.
 
     ``decay`` maps names to the weight decay their module declares
     (:func:`kmexp.components.weight_decay_overrides`; kernel modulators: 0, KM Eq. 4);
     with ``no_weight_decay_1d`` biases and norm parameters get none either (the
-    timm/ConvNeXt recipe). ``group_options`` (e.g. ``lr``) go into every group.
+    timm/ConvNeXt recipe; group ``<component>/no_decay``). ``group_options`` (e.g. ``lr``)
+    go into every group. Each group is named by its component from ``tags``
+    (:func:`kmexp.components.tag_parameters`: ``implicit``, ``explicit``, ``classifier`` ...),
+    ``name_prefix`` in front (e.g. a multi-task run's task), so learning-rate series read
+    ``lr/explicit`` rather than ``pg2`` (:mod:`kmexp.lr_logging`).
     """
     skip_1d = cfg.get("no_weight_decay_1d", False)
-    regular, one_d = [], []
-    declared: dict[float, list] = {}
+    groups: dict[tuple[str, float | None], dict] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
+        component = next((c for c in COMPONENTS if c in (tags or {}).get(name, ())), "params")
+        wd = None
         if name in decay:
-            declared.setdefault(decay[name], []).append(p)
+            wd = decay[name]
         elif skip_1d and p.ndim <= 1:
-            one_d.append(p)
-        else:
-            regular.append(p)
-    groups = [
-        {"params": regular, **group_options},
-        *({"params": ps, "weight_decay": wd, **group_options} for wd, ps in declared.items()),
-        {"params": one_d, "weight_decay": 0.0, **group_options},
-    ]
-    return [g for g in groups if g["params"]]
+            component, wd = f"{component}/no_decay", 0.0
+        key = (name_prefix + component, wd)
+        if key not in groups:
+            taken = {g["name"] for g in groups.values()}
+            label = key[0] if key[0] not in taken else f"{key[0]}/weight_decay={wd}"
+            groups[key] = {"params": [], "name": label, **({"weight_decay": wd} if wd is not None else {}),
+                           **group_options}
+        groups[key]["params"].append(p)
+    return list(groups.values())
 
 
 def optimizers_for_lightning(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):

@@ -1,9 +1,16 @@
 """One launcher: every paper table runs through ``python -m kmexp.reproduce``.
 
-    python -m kmexp.reproduce table1 --dry-run                 # the runs and the cells they feed
-    python -m kmexp.reproduce table2 --launcher slurm -- hydra.launcher.partition=gpu   # every table2_* table
-    python -m kmexp.reproduce table1 --collect-only            # after the jobs finished
+    python -m kmexp.reproduce table1 --dry-run                 # the runs and the cells they feed (validated)
+    python -m kmexp.reproduce table2 --launcher slurm -- hydra.launcher.partition=gpu   # submit, return
+    python -m kmexp.reproduce status table2                    # finished / running / failed / missing
+    python -m kmexp.reproduce table1 --collect-only            # build the tables from what finished
     python -m kmexp.reproduce all --profile mini               # every table, tiny, on bundled data
+
+Every run of the selected tables is composed and validated before the first one starts or is
+queued (:func:`kmexp.reporting.jobs.preflight`). With ``--launcher slurm`` (or
+``submitit_local``) every unique run becomes its own queued job and the command returns at once
+(:mod:`kmexp.reporting.jobs`); the default local launcher runs the sweeps here, one after
+another, and then builds the tables.
 
 A table id (``table2_cars``) or its preset folder (``table2``: every table of that folder) or
 ``all``. A run is trained once: each (row, seed) cell resolves to a run identity
@@ -26,10 +33,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from kmexp.errors import KmexpError
+from kmexp.reporting.jobs import CLUSTERS
 from kmexp.reporting.runs import Cell, override_key, plan
 from kmexp.reporting.tables import TABLES, Table
+from kmexp.resources import repo_root, results_dir
 
-REPO = Path(__file__).resolve().parents[2]
 LAUNCHERS = ("local", "submitit_local", "slurm")
 
 # The mini profile: every table end to end on bundled data with tiny budgets. A
@@ -142,7 +150,8 @@ def new_runs(table: Table, cells: list[Cell], launched: set[str]) -> dict[tuple[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="Arguments after -- are passed to Hydra (e.g. hydra.launcher.partition=gpu).")
-    p.add_argument("table", help="'all', a table id or a preset folder (e.g. table1, table2, ks_fig3)")
+    p.add_argument("table", help="'status', 'all', a table id or a preset folder (e.g. table1, table2, ks_fig3)")
+    p.add_argument("status_table", nargs="?", default=None, help="after 'status': what to report (default: all)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: the papers' 5)")
     p.add_argument("--rows", default=None, help="comma-separated row ids to run (default: every row)")
     p.add_argument("--launcher", default="local", choices=LAUNCHERS)
@@ -153,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect-only", action="store_true", help="only aggregate finished runs into the tables")
     args, extra = p.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
+    status_only = args.table == "status"
+    if args.status_table is not None and not status_only:
+        raise KmexpError(f"unexpected argument {args.status_table!r}")
 
-    ids = select(args.table)
+    ids = select(args.status_table or "all") if status_only else select(args.table)
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
     mini = args.profile == "mini"
-    log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce"))
-    out = Path(args.out or (REPO / "results" / ("mini" if mini else "")))
+    log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce")).resolve()
+    out = Path(args.out or (results_dir() / ("mini" if mini else "")))
 
     tables: dict[str, Table] = {}
     for table_id in ids:
@@ -171,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted))
         tables[table_id] = dataclasses.replace(table, seeds=tuple(seeds))
     cells = {tid: plan(tid, t, seeds, profile_overrides(t, args.profile), extra) for tid, t in tables.items()}
+    if status_only:
+        return print_status(cells, log_root)
+    if not args.collect_only:
+        checked = validate_runs(cells, log_root, args.launcher, extra)
+        if args.launcher in CLUSTERS and not args.dry_run:
+            return submit_runs(checked, cells, log_root, args)
 
     launched: set[str] = set()
     commands = {tid: sweep_commands(new_runs(t, cells[tid], launched), args.launcher, log_root,
@@ -180,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print_plan(tables, cells, commands)
         return 0
 
+    from kmexp.reporting.jobs import format_status, table_status
     from kmexp.reporting.results import write_table
 
     status = 0
@@ -187,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.collect_only and commands[table_id]:
             print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
             for cmd in commands[table_id]:
-                proc = subprocess.run(cmd, cwd=REPO)
+                proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
                 if proc.returncode != 0:
                     print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
                           file=sys.stderr)
@@ -196,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper." if mini else "")
         md = write_table(table_id, cells[table_id], log_root / "runs", out, provenance, table=table)
         print(f"[kmexp] {table_id}: wrote {md}")
+        if args.collect_only:
+            print(format_status(table_id, table_status(cells[table_id], log_root)))
         if mini or table.plot:
             from kmexp.reporting.plots import plot_table
 
@@ -203,6 +224,46 @@ def main(argv: list[str] | None = None) -> int:
             if png:
                 print(f"[kmexp] {table_id}: wrote {png}")
     return status
+
+
+def validate_runs(cells: dict[str, list[Cell]], log_root: Path, launcher: str, extra: list[str]) -> list:
+    """Compose and validate every unique run before anything starts (raises ConfigError)."""
+    from kmexp.reporting.jobs import preflight, unique_runs
+
+    launcher_extra = [e for e in extra if override_key(e).startswith(("hydra.", "hydra/"))]
+    checked = preflight(unique_runs(cells, log_root), launcher, launcher_extra)
+    print(f"[kmexp] {len(checked)} runs composed and validated", flush=True)
+    return checked
+
+
+def submit_runs(checked: list, cells: dict[str, list[Cell]], log_root: Path, args) -> int:
+    """Queue every run that has not finished and is not queued or running; never wait."""
+    from kmexp.reporting.jobs import job_records, submit, table_status
+
+    jobs = job_records(log_root)
+    busy = {c.run_id for cs in cells.values()
+            for c, st in zip(cs, table_status(cs, log_root, jobs, by_cell=False), strict=True)
+            if st.state in ("finished", "running")}
+    todo = [r for r in checked if r.run_id not in busy]
+    if busy:
+        print(f"[kmexp] skipping {len(busy)} runs that finished or are queued/running")
+    if todo:
+        records = submit(todo, args.launcher, log_root)
+        print(f"[kmexp] submitted {len(records)} jobs ({records[0]['job_id']} ...); job ids in {log_root / 'jobs.jsonl'}")
+    where = f" --logs {log_root}" if args.logs else ""
+    print(f"[kmexp] nothing waits for them. Progress: python -m kmexp.reproduce status {args.table}{where}; "
+          f"tables: python -m kmexp.reproduce {args.table} --collect-only{where}")
+    return 0
+
+
+def print_status(cells: dict[str, list[Cell]], log_root: Path) -> int:
+    """``python -m kmexp.reproduce status [TABLE]``: per table, finished / running / failed / missing."""
+    from kmexp.reporting.jobs import format_status, job_records, table_status
+
+    jobs = job_records(log_root)
+    for table_id, table_cells in cells.items():
+        print(format_status(table_id, table_status(table_cells, log_root, jobs)))
+    return 0
 
 
 def print_plan(tables: dict[str, Table], cells: dict[str, list[Cell]], commands: dict[str, list[list[str]]]) -> None:

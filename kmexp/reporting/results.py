@@ -15,21 +15,19 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
+from kmexp.reporting.summary_file import read_summary
 from kmexp.reporting.tables import TABLES, Table
-
-REPO = Path(__file__).resolve().parents[2]
-PAPER_DIR = REPO / "results" / "paper"
+from kmexp.resources import paper_dir, results_dir
 
 
 def paper_values(paper_table: str, column: str) -> dict[str, tuple[float | None, float | None]]:
     """row -> (value, std) of ``column`` in results/paper/<paper_table>.csv."""
-    path = PAPER_DIR / f"{paper_table}.csv"
+    path = (paper_dir() or Path("/nonexistent")) / f"{paper_table}.csv"
     if not path.is_file():
         return {}
     values = {}
@@ -64,10 +62,9 @@ def cell_summaries(cells, runs_dir: str | Path) -> list[dict]:
         path = Path(runs_dir) / cell.run_id / "summary.json"
         if not path.is_file():
             continue
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            s = {"status": "failed", "error": f"unreadable summary: {e}"}
+        s, problem = read_summary(path)  # damaged files: listed as malformed, never a crash
+        if s is None:
+            s = {"status": "malformed", "error": f"{path}: {problem}"}
         out.append({**s, "row": cell.row, "seed": cell.seed, "_path": str(path)})
     return out
 
@@ -77,15 +74,34 @@ def runs_of_row(row, summaries: list[dict]) -> list[dict]:
     return [s for s in summaries if s.get("row") == row.key]
 
 
+def mixed_commits(summaries: list[dict]) -> str | None:
+    """A warning when the finished runs come from more than one code version (the git commit in
+    their ``provenance/git_commit``; runs from a dirty tree are counted as such)."""
+    versions: dict[str, int] = {}
+    for s in summaries:
+        commit = s.get("provenance/git_commit")
+        name = (commit[:10] if commit else "unknown") + ("+dirty" if s.get("provenance/git_dirty") else "")
+        versions[name] = versions.get(name, 0) + 1
+    commits = {v.split("+")[0] for v in versions}
+    if len(commits) <= 1:
+        return None
+    listed = ", ".join(f"{v} ({n} runs)" for v, n in sorted(versions.items(), key=lambda kv: -kv[1]))
+    return f"warning: this table mixes runs of {len(commits)} code versions: {listed}"
+
+
 def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str]]:
-    """One dict per table row (with per-metric mean/std and counts) and a list of problems."""
+    """One dict per table row (with per-metric mean/std and counts) and a list of problems
+    (failed and missing runs, and runs of different code versions)."""
     rows, problems = [], []
+    all_finished = []
     for row in table.rows:
         runs = runs_of_row(row, summaries)
         finished = [s for s in runs if s.get("status") == "finished"]
+        all_finished += finished
         failed = [s for s in runs if s.get("status") != "finished"]
         for s in failed:
-            problems.append(f"{row.key} seed {s.get('seed')}: failed: {s.get('error', 'unknown error')}")
+            kind = "malformed summary" if s.get("status") == "malformed" else "failed"
+            problems.append(f"{row.key} seed {s.get('seed')}: {kind}: {s.get('error', 'unknown error')}")
         seeds = {s.get("seed") for s in finished}
         missing = [sd for sd in table.seeds if sd not in seeds]
         if missing:
@@ -104,6 +120,9 @@ def aggregate(table: Table, summaries: list[dict]) -> tuple[list[dict], list[str
             for r in rows:
                 if r["test/recovered_accuracy_ratio"][0] is None and r["test/acc"][0] is not None:
                     r["test/recovered_accuracy_ratio"] = (r["test/acc"][0] / ref["test/acc"][0], None)
+    mixed = mixed_commits(all_finished)
+    if mixed:
+        problems.insert(0, mixed)
     return rows, problems
 
 
@@ -164,6 +183,9 @@ def write_table(table_id: str, cells, runs_dir: str | Path, out_dir: str | Path,
     (``table`` overrides the registered definition, e.g. a subset of rows or seeds)."""
     table = table or TABLES[table_id]
     rows, problems = aggregate(table, cell_summaries(cells, runs_dir))
+    for p in problems:
+        if p.startswith("warning:"):
+            print(f"[kmexp] {table_id}: {p}", file=sys.stderr)
     text, records = render(table, rows, problems, provenance)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table", help=f"one of {sorted(TABLES)}")
     p.add_argument("runs_dir", help="directory of the run directories (<logs>/runs of kmexp.reproduce)")
-    p.add_argument("--out", default=str(REPO / "results"), help="output directory (default: results/)")
+    p.add_argument("--out", default=str(results_dir()), help="output directory (default: results/)")
     p.add_argument("--provenance", default="", help="a line saying what ran (data, epochs, seeds, hardware)")
     p.add_argument("--seeds", default=None, help="the seeds the sweep was meant to run (default: the table's 5)")
     args = p.parse_args(argv)
