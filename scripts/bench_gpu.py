@@ -148,7 +148,7 @@ def bench_digits_epoch(args, device) -> dict:
     from kmexp.lit import build_lightning_module
 
     register_resolvers()
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[1] / "kmexp" / "configs"
     accelerator = "gpu" if device.type == "cuda" else "cpu"
 
     def epoch(on_device: bool) -> float:

@@ -86,7 +86,7 @@ def throwaway(tmp_path):
 def test_every_file_of_the_package_is_a_registered_method():
     files = {p.stem for p in (REPO / "kmexp" / "methods").glob("*.py")} - {"__init__", "base"}
     assert files == {cls.__module__.rsplit(".", 1)[-1] for cls in METHODS.values()}
-    yamls = {p.stem for p in (REPO / "configs" / "method").glob("*.yaml")}
+    yamls = {p.stem for p in (REPO / "kmexp" / "configs" / "method").glob("*.yaml")}
     assert yamls == set(METHODS) == {"full", "bl", "km", "sb_patch", "dw_patch", "last_layer", "tinytl", "maml",
                                       "anil", "lora", "bitfit"}
 

@@ -154,7 +154,7 @@ def test_gpu_trainer_preset_is_bf16_with_cudnn_benchmark():
     from tests.conftest import REPO
 
     register_resolvers()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "kmexp" / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["trainer=gpu", "dataset=cifar10"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
     assert cfg.dataset.datamodule.on_device is None  # auto: on, since the trainer is on a GPU

@@ -81,6 +81,7 @@ def preflight(runs: list[Run], launcher: str | None, launcher_overrides: list[st
 
     from kmexp.config import register_resolvers
     from kmexp.distributed import world_size_of
+    from kmexp.resources import config_dir
     from kmexp.schema import SCHEMA
     from kmexp.validate import validate_config
 
@@ -88,7 +89,7 @@ def preflight(runs: list[Run], launcher: str | None, launcher_overrides: list[st
     extra = [f"hydra/launcher={launcher}", *launcher_overrides] if launcher in CLUSTERS else []
     composed: dict[tuple, dict] = {}
     checked = []
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         for run in runs:
             if not SCHEMA["seed"].accepts(run.seed):
                 raise ConfigError(f"{run.table} {run.key}: seed={run.seed} is not allowed: {SCHEMA['seed'].allowed}")
