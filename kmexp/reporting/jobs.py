@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kmexp.errors import ConfigError, KmexpError
+from kmexp.resources import config_dir, repo_root
 
-REPO = Path(__file__).resolve().parents[2]
 JOBS_FILE = "jobs.jsonl"
 CLUSTERS = {"slurm": "slurm", "submitit_local": "local"}
 # Hydra-submitit launcher keys that submitit's AutoExecutor takes as they are (others get the
@@ -81,7 +81,6 @@ def preflight(runs: list[Run], launcher: str | None, launcher_overrides: list[st
 
     from kmexp.config import register_resolvers
     from kmexp.distributed import world_size_of
-    from kmexp.resources import config_dir
     from kmexp.schema import SCHEMA
     from kmexp.validate import validate_config
 
@@ -148,7 +147,7 @@ class TrainJob:
 
     def __call__(self) -> str:
         env = dict(os.environ, KMEXP_LAUNCHER=self.launcher)
-        proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *self.overrides], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *self.overrides], cwd=repo_root(), env=env,
                                 stderr=subprocess.PIPE, text=True)
         last = ""
         for line in proc.stderr:  # keep the job's log complete, remember the last line
