@@ -16,6 +16,7 @@ Table I: "Convolution / Implicit / Explicit / Classifier"). A method is a set of
 ``depthwise``      depthwise conv weights (model patches' DW patch)
 ``bias``           every bias (TinyTL's "B")
 ``lite_residual``  TinyTL lite residual modules
+``lora``           LoRA adapters injected by peft (``lora_A``/``lora_B``; kmexp.lora)
 =================  ==========================================================
 
 A parameter trains iff one of its tags is in the method's set; everything else gets
@@ -47,7 +48,9 @@ COMPONENTS = (
     "depthwise",
     "bias",
     "lite_residual",
+    "lora",
 )
+LORA_MARKERS = (".lora_A.", ".lora_B.")  # peft's adapter ModuleDicts inside a LoraLayer
 NORM_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
@@ -124,6 +127,8 @@ def tag_parameters(model: nn.Module) -> dict[str, set[str]]:
                 tags.add("bias")
     names = {}
     for name, p in model.named_parameters(remove_duplicate=False):
+        if any(m in f".{name}" for m in LORA_MARKERS):
+            by_id[id(p)] = {"lora"}
         names[name] = by_id[id(p)]
     return names
 

@@ -17,6 +17,7 @@ deployed model costs nothing extra (Sec. I, Fig. 1).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -149,18 +150,24 @@ def _classifier_or_none(model: nn.Module) -> nn.Module | None:
         return None
 
 
-def add_kernel_modulators(model: nn.Module, config: ModulatorConfig | dict | None = None) -> int:
+def add_kernel_modulators(
+    model: nn.Module, config: ModulatorConfig | dict | None = None, names: Collection[str] | None = None
+) -> int:
     """Attach one kernel modulator to every ``nn.Conv2d`` of ``model`` (Sec. III-A).
 
-    Returns the number of modulated convolutions. Modulators are created on the
-    device and dtype of the convolution weight. A classifier that is a 1x1 convolution
-    (timm's BiT head) is the task's head, not a kernel of the base, and is left alone.
+    ``names``: only the convolutions with these module names (``None`` = all; see
+    :func:`kmexp.targets.select_modules`). Returns the number of modulated convolutions.
+    Modulators are created on the device and dtype of the convolution weight. A classifier
+    that is a 1x1 convolution (timm's BiT head) is the task's head, not a kernel of the base,
+    and is left alone.
     """
     if not isinstance(config, ModulatorConfig):
         config = ModulatorConfig.from_dict(config)
     head = _classifier_or_none(model)
     count = 0
-    for module in list(model.modules()):
+    for name, module in list(model.named_modules()):
+        if names is not None and name not in names:
+            continue
         if isinstance(module, nn.Conv2d) and module is not head and not is_modulated(module):
             w = module.weight
             modulator = KernelModulator(math.prod(w.shape[2:]), config).to(w.device, w.dtype)

@@ -125,7 +125,8 @@ PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true",
 SCHEMA: dict[str, Rule] = {
     # top level (configs/train.yaml)
     "seed": integer(0, 2**32 - 1),
-    "resume": boolean(also=("auto",)),
+    "resume": Rule(lambda v: isinstance(v, bool) or v == "auto", "auto, true or false"),  # kmexp/runs/resume.py
+    "checkpointing.interval_s": number(0),
     "test_ckpt": one_of("last", "best"),
     "export_patch": boolean(),
     "save_init_checkpoint": boolean(),

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from kmexp.config import register_resolvers
 from kmexp.errors import ConfigError, ExistingRunError, KmexpError
+from kmexp.resources import hydra_config_path
 from kmexp.runs.run_lock import RunLockedError
 
 log = logging.getLogger("kmexp.train")
@@ -63,6 +64,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, session) -> dict:
     datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
     refuse_best_on_test(cfg.test_ckpt, datamodule)
     module = build_lightning_module(cfg)
+    module.nan_check_every_n_steps = cfg.get("nan_check_every_n_steps")
     log.info("%s (%s on %s, method %s)", describe(module.net), cfg.backbone.name, cfg.dataset.name, module.method.name)
 
     trainer = hydra.utils.instantiate(
@@ -96,7 +98,7 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg)
@@ -112,7 +114,7 @@ def main(cfg: DictConfig) -> float | None:
 
             if isinstance(e, ConfigError) and discard_if_fresh(Path(cfg.paths.run_dir), Path(cfg.paths.log_dir)):
                 pass  # refused before it started: leave no run directory behind
-            elif not isinstance(e, (ExistingRunError, RunLockedError)) and is_global_zero():  # else someone else's
+            elif not isinstance(e, (ExistingRunError, RunLockedError)) and is_global_zero():  # else: someone else's run
                 write_summary(Path(cfg.paths.run_dir), {"status": "failed", "error": str(e), "seed": cfg.get("seed")}, cfg)
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass

@@ -30,9 +30,28 @@ def validate_config(cfg: DictConfig, hardware: bool = True) -> None:
         from kmexp.optim.rbd import RBDConfig
 
         RBDConfig.from_optim(OmegaConf.to_container(cfg.optim, resolve=True))
+    if cfg.test_ckpt not in ("last", "best"):
+        raise ConfigError(f"test_ckpt={cfg.test_ckpt!r} must be 'last' or 'best'")
+    ref = cfg.get("reference_accuracy")
+    if ref is not None and not 0 < float(ref) <= 1:
+        raise ConfigError(f"reference_accuracy={ref!r} must be a fraction in (0, 1]")
+    if cfg.callbacks.progress_bar not in ("rich", "tqdm", "none"):
+        raise ConfigError(f"callbacks.progress_bar={cfg.callbacks.progress_bar!r} must be rich, tqdm or none")
     check_combinations(cfg, method)
     if hardware:
         check_hardware(cfg)
+
+
+def refuse_best_on_test(test_ckpt: str, datamodule) -> None:
+    """``test_ckpt=best`` selects the checkpoint with the best validation accuracy; when the
+    validation set *is* the test set, that is model selection on the test set. Refused."""
+    if test_ckpt == "best" and getattr(datamodule, "validates_on_test", False):
+        name = getattr(datamodule, "name", type(datamodule).__name__)
+        raise ConfigError(
+            f"test_ckpt=best would select the checkpoint on the test set: {name} has no held-out validation "
+            f"split, so validation runs on the test split. Use test_ckpt=last, or hold out a validation split "
+            f"from the training set with dataset.datamodule.val_size=<images>"
+        )
 
 
 def in_local_multirun() -> bool:
@@ -134,15 +153,3 @@ def check_hardware(cfg: DictConfig) -> None:
     devices = cfg.trainer.get("devices")
     if accel in ("gpu", "cuda") and isinstance(devices, int) and devices > torch.cuda.device_count():
         raise ConfigError(f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s)")
-
-
-def refuse_best_on_test(test_ckpt: str, datamodule) -> None:
-    """``test_ckpt=best`` selects the checkpoint with the best validation accuracy; when the
-    validation set *is* the test set, that is model selection on the test set. Refused."""
-    if test_ckpt == "best" and getattr(datamodule, "validates_on_test", False):
-        name = getattr(datamodule, "name", type(datamodule).__name__)
-        raise ConfigError(
-            f"test_ckpt=best would select the checkpoint on the test set: {name} has no held-out validation "
-            f"split, so validation runs on the test split. Use test_ckpt=last, or hold out a validation split "
-            f"from the training set with dataset.datamodule.val_size=<images>"
-        )

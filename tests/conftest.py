@@ -51,7 +51,7 @@ def method_config(name: str) -> dict:
     for override in row(name):
         key, value = override.split("=", 1)
         if key == "method":
-            cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "method" / f"{value}.yaml"))
+            cfg = OmegaConf.to_container(OmegaConf.load(REPO / "kmexp" / "configs" / "method" / f"{value}.yaml"))
         elif key.startswith("method."):
             cfg[key.removeprefix("method.")] = yaml.safe_load(value.replace(",", ", "))
     return cfg

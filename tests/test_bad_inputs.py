@@ -34,7 +34,7 @@ BAD_INPUTS = [
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 is not allowed: a number >= 0"),
     (["trainer.deterministic=sometimes"], "trainer.deterministic=sometimes is not allowed: true or false"),
     (["test_ckpt=worst"], "test_ckpt=worst is not allowed: one of last, best"),
-    (["resume=maybe"], "resume=maybe is not allowed: true or false"),
+    (["resume=maybe"], "resume=maybe is not allowed: auto, true or false"),
     (["callbacks.progress_bar=fancy"], "callbacks.progress_bar=fancy is not allowed: one of rich, tqdm, none"),
     (["reference_accuracy=1.5"], "reference_accuracy=1.5 is not allowed: a number > 0 and <= 1"),
     (["meta.inner_steps=-1"], "meta.inner_steps=-1 is not allowed: an integer >= 0"),

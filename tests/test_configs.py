@@ -13,7 +13,7 @@ from kmexp.methods import build_model, parse_method
 from kmexp.validate import validate_config
 from tests.conftest import REPO, TINY, run_cli
 
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "kmexp" / "configs"
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in (CONFIGS / "experiment").rglob("*.yaml"))
 register_resolvers()
 

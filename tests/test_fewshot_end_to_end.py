@@ -77,7 +77,7 @@ def test_missing_few_shot_data_gives_one_clear_error(tmp_path):
 
 
 def compose_cfg(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "kmexp" / "configs"), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
 

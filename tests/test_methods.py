@@ -86,9 +86,9 @@ def throwaway(tmp_path):
 def test_every_file_of_the_package_is_a_registered_method():
     files = {p.stem for p in (REPO / "kmexp" / "methods").glob("*.py")} - {"__init__", "base"}
     assert files == {cls.__module__.rsplit(".", 1)[-1] for cls in METHODS.values()}
-    yamls = {p.stem for p in (REPO / "configs" / "method").glob("*.yaml")}
+    yamls = {p.stem for p in (REPO / "kmexp" / "configs" / "method").glob("*.yaml")}
     assert yamls == set(METHODS) == {"full", "bl", "km", "sb_patch", "dw_patch", "last_layer", "tinytl", "maml",
-                                      "anil"}
+                                      "anil", "lora", "bitfit"}
 
 
 def test_a_new_method_is_one_file_and_one_registration(throwaway):
@@ -125,7 +125,7 @@ def test_a_new_method_is_one_file_and_one_registration(throwaway):
 @pytest.mark.parametrize(
     "cfg,message",
     [
-        ({"name": "lora"}, "method='lora' is not one of"),
+        ({"name": "no_such_method"}, "method='no_such_method' is not one of"),
         ({"name": "sb_patch", "rank": 2}, "method 'sb_patch': "),
         ({"name": "km", "norm_stats": "sometimes"}, "method.norm_stats='sometimes' is not one of"),
         ({"name": "km", "components": ["kernels"]}, "unknown component(s) ['kernels']"),

@@ -230,7 +230,7 @@ class _TrainerStub:
 
 
 def test_rmsprop_and_exponential_decay_per_two_and_a_half_epochs():
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "optim" / "rmsprop_mp.yaml"))
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "kmexp" / "configs" / "optim" / "rmsprop_mp.yaml"))
     assert (cfg["lr"], cfg["scheduler"]["gamma"], cfg["scheduler"]["every_epochs"]) == (0.045, 0.98, 2.5)
     p = nn.Parameter(torch.zeros(1))
     opt = build_optimizer([{"params": [p]}], cfg)
@@ -260,7 +260,7 @@ def compose(overrides):
     from kmexp.config import register_resolvers
 
     register_resolvers()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "kmexp" / "configs"), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)
 
 

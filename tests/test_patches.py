@@ -40,7 +40,7 @@ def test_round_trip_reproduces_outputs(tmp_path, method):
 
 def test_patch_holds_trainable_state_and_norm_statistics(tmp_path):
     net = _train_a_bit(_base("km"))
-    header, tensors = read_patch(export_patch(net, tmp_path / "p.safetensors", "km", METHODS["km"][0]))
+    header, tensors = read_patch(export_patch(net, tmp_path / "p.safetensors", "km", METHODS["km"][0]), net)
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     stats = sum(t.numel() for k, t in tensors.items() if "running_" in k or "num_batches" in k)
     assert sum(t.numel() for t in tensors.values()) == trainable + stats
@@ -92,4 +92,64 @@ def test_header_is_json_with_provenance(tmp_path):
 
     with safe_open(str(path), framework="pt") as f:
         header = json.loads(f.metadata()["kmexp"])
-    assert header["backbone"] == "resnet20" and header["format"] == 1
+    assert header["backbone"] == "resnet20" and header["format"] == 2
+
+
+def test_resnet32_km_patch_is_close_to_its_tensor_bytes(tmp_path):
+    """Names and shapes are derived from the model, not stored: the file is at most 1.2x its
+    tensors (one safetensors entry per tensor made it 1.46x)."""
+    import struct
+
+    from kmexp.patches import patch_state
+
+    net = build_model(model_cfg("km", backbone="resnet32"))
+    path = export_patch(net, tmp_path / "p.safetensors", "km", METHODS["km"][0], backbone="resnet32")
+    tensor_bytes = sum(t.numel() * t.element_size() for t in patch_state(net).values())
+    trainable_bytes = 4 * sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert trainable_bytes == 31_776  # KM Table I: 7.9 K trainable (7,944 fp32 values)
+    assert path.stat().st_size <= 1.2 * tensor_bytes, (path.stat().st_size, tensor_bytes)
+    header_bytes = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    assert header_bytes < 600
+    header, packed = read_patch(path)
+    assert sorted(packed) == ["float32", "int64"]  # one entry per dtype
+    assert len(header["layout"]) == 16 and len(header["base_fingerprint"]) == 64
+
+
+def test_patch_with_another_layout_is_refused_even_with_the_same_base(tmp_path):
+    net = _base("km")
+    path = export_patch(net, tmp_path / "p.safetensors", "km", METHODS["km"][0])
+    other = _base("km")
+    other.fc.weight.requires_grad_(False)  # same frozen weights? no: the fingerprint changes too
+    with pytest.raises(PatchError):
+        apply_patch(other, path)
+    with pytest.raises(PatchError, match="do not match the patch's layout"):
+        apply_patch(other, path, check_fingerprint=False)
+
+
+def test_format_1_patches_are_still_applied(tmp_path):
+    from safetensors.torch import save_file
+
+    from kmexp.patches import patch_state
+
+    trained = _train_a_bit(_base("km"))
+    header = {"format": 1, "method": "km", "components": METHODS["km"][0],
+              "base_fingerprint": frozen_fingerprint(trained), "norm_stats": True}
+    path = tmp_path / "old.safetensors"
+    save_file(patch_state(trained), str(path), metadata={"kmexp": json.dumps(header)})
+    fresh = _base("km").eval()
+    apply_patch(fresh, path)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(fresh(x), trained(x), atol=0, rtol=0)
+
+
+def test_truncated_packed_tensor_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = export_patch(_base("km"), tmp_path / "p.safetensors", "km", METHODS["km"][0])
+    header, packed = read_patch(path)
+    packed["float32"] = packed["float32"][:-3]
+    header.pop("content_sha256", None)  # the checksum would catch it first; test the size check itself
+    save_file(packed, str(path), metadata={"kmexp": json.dumps(header)})
+    assert load_file(str(path))["float32"].numel() > 0
+    with pytest.raises(PatchError, match="too few float32 values"):
+        apply_patch(_base("km"), path)

@@ -112,7 +112,7 @@ def test_presets_use_the_table1_recipe_and_the_resnet32_reference(row, backbone,
 def test_every_table1_row_is_one_preset_plus_its_overrides():
     rows = {r.key: r.experiment for r in TABLES["table1"].rows}
     assert rows == {k: "table1/cifar10" for k in ("full", "bl", "km", "sn", "ld", "tbn")}
-    header = (REPO / "configs" / "experiment" / "table1" / "cifar10.yaml").read_text()
+    header = (REPO / "kmexp" / "configs" / "experiment" / "table1" / "cifar10.yaml").read_text()
     for r in TABLES["table1"].rows:  # every cell's command is in the preset's header
         assert " ".join(cell("table1", r.key)) in header, r.key
 

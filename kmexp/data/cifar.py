@@ -19,6 +19,8 @@ _FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 class CIFARDataModule(ClassificationDataModule):
+    supports_on_device = True  # kmexp.data.on_device does the same crop, flip and normalisation
+
     def __init__(self, variant: str = "cifar10", augment: bool = True, **kwargs):
         super().__init__(**kwargs)
         if variant not in _STATS:
@@ -26,11 +28,18 @@ class CIFARDataModule(ClassificationDataModule):
         self.variant = variant
         self.name = variant
         self.num_classes = 10 if variant == "cifar10" else 100
+        self.augment = augment
         mean, std = _STATS[variant]
         norm = [transforms.ToTensor(), transforms.Normalize(mean, std)]
         aug = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if augment else []
         self.train_transform = transforms.Compose(aug + norm)
         self.eval_transform = transforms.Compose(norm)
+
+    def device_normalization(self):
+        return _STATS[self.variant]
+
+    def device_augment(self) -> bool:
+        return self.augment
 
     def _dataset(self, train: bool, transform):
         cls = datasets.CIFAR10 if self.variant == "cifar10" else datasets.CIFAR100

@@ -39,6 +39,7 @@ class MixupCollate:
 
 
 class CIFARRandAugmentDataModule(CIFARDataModule):
+    supports_on_device = False  # RandAugment / Mixup run per image in the DataLoader
     def __init__(
         self,
         variant: str = "cifar10",

@@ -28,6 +28,7 @@ def load_digits_tensor(image_size: int = 32, channels: int = 3) -> tuple[torch.T
 class DigitsDataModule(ClassificationDataModule):
     num_classes = 10
     name = "digits"
+    supports_on_device = True  # stored standardised, no augmentation: the device only shuffles
 
     def __init__(self, image_size: int = 32, channels: int = 3, val_size: int = 300, test_size: int = 300,
                  **kwargs):

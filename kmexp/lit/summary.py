@@ -96,6 +96,8 @@ class RunSummary(pl.Callback):
                 module.net, self.run_dir / "patch.safetensors", method.name, list(method.components),
                 include_norm_stats=method.norm_stats != "frozen",
                 backbone=cfg.backbone.name, dataset=cfg.dataset.name, seed=int(cfg.seed),
+                # the recipe load_patch rebuilds the model from (kmexp.api, kmexp.patch_compat)
+                num_classes=cfg.model.get("num_classes"), recipe=OmegaConf.to_container(cfg.model, resolve=True),
             )
             summary["patch/bytes"] = patch.stat().st_size
         publish_summary(trainer.loggers, summary, cfg)

@@ -67,4 +67,6 @@ def build_model(model_cfg: dict, method: Method | None = None, components: Itera
     method = method or parse_method(model_cfg["method"])
     method.inject(model, model_cfg)
     apply_trainable(model, method.components if components is None else components)
+    # how the model was built, for self-describing patches (kmexp.api.save_patch, kmexp.patch_compat)
+    model.kmexp_recipe = {k: model_cfg.get(k) for k in ("backbone", "num_classes", "method", "modulator", "sharing")}
     return model

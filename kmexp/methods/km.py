@@ -19,5 +19,16 @@ class KernelModulation(Method):
     components = ("implicit", "explicit", "classifier")
     inner_components = ("explicit", "classifier")
 
+    def __init__(self, target_modules=None, exclude_modules=None, **common):
+        """``target_modules`` / ``exclude_modules``: modulate only some convolutions
+        (peft-style regex or name list, :mod:`kmexp.targets`); default: every one (Sec. III-A)."""
+        super().__init__(**common)
+        self.target_modules, self.exclude_modules = target_modules, exclude_modules
+
     def inject(self, model: nn.Module, model_cfg: dict) -> None:
-        add_kernel_modulators(model, ModulatorConfig.from_dict(model_cfg.get("modulator")))
+        names = None
+        if self.target_modules is not None or self.exclude_modules is not None:
+            from kmexp.targets import select_modules
+
+            names = select_modules(model, self.target_modules, self.exclude_modules)
+        add_kernel_modulators(model, ModulatorConfig.from_dict(model_cfg.get("modulator")), names)

@@ -3,6 +3,7 @@
 from kmexp.models import (  # noqa: F401
     conv4,  # noqa: F401
     convmixer,
+    generic,  # timm / torchvision models by name
     inception,
     mobilenet,
     resnet_bit,  # noqa: F401

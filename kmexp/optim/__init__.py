@@ -86,9 +86,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, trainer=None):
         s = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(sched["milestones"]),
                                                  gamma=sched.get("gamma", 0.1))
     elif name == "cosine":
-        t_max = sched.get("t_max") or (trainer.max_epochs if trainer is not None else None)
-        if not t_max or t_max < 0:
+        t_max = sched.get("t_max")
+        if t_max is None and trainer is not None:
+            t_max = trainer.max_epochs
+        if t_max is None or t_max < 0:
             raise ConfigError("optim.scheduler cosine needs t_max or a finite trainer.max_epochs")
+        # max_epochs=0 (evaluate a checkpoint): the schedule is never stepped; T_max must be > 0
+        t_max = max(int(t_max), 1)
         s = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=sched.get("eta_min", 0.0))
     elif name == "exponential":
         return _exponential_decay(optimizer, sched, trainer)

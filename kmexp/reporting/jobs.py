@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kmexp.errors import ConfigError, KmexpError
+from kmexp.resources import config_dir, repo_root
 
-REPO = Path(__file__).resolve().parents[2]
 JOBS_FILE = "jobs.jsonl"
 CLUSTERS = {"slurm": "slurm", "submitit_local": "local"}
 # Hydra-submitit launcher keys that submitit's AutoExecutor takes as they are (others get the
@@ -88,7 +88,7 @@ def preflight(runs: list[Run], launcher: str | None, launcher_overrides: list[st
     extra = [f"hydra/launcher={launcher}", *launcher_overrides] if launcher in CLUSTERS else []
     composed: dict[tuple, dict] = {}
     checked = []
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         for run in runs:
             if not SCHEMA["seed"].accepts(run.seed):
                 raise ConfigError(f"{run.table} {run.key}: seed={run.seed} is not allowed: {SCHEMA['seed'].allowed}")
@@ -147,7 +147,7 @@ class TrainJob:
 
     def __call__(self) -> str:
         env = dict(os.environ, KMEXP_LAUNCHER=self.launcher)
-        proc = self._proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *self.overrides], cwd=REPO,
+        proc = self._proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *self.overrides], cwd=repo_root(),
                                              env=env, stderr=subprocess.PIPE, text=True)
         last = ""
         for line in proc.stderr:  # keep the job's log complete, remember the last line

@@ -36,8 +36,8 @@ from kmexp.errors import KmexpError
 from kmexp.reporting.jobs import CLUSTERS
 from kmexp.reporting.runs import Cell, override_key, plan
 from kmexp.reporting.tables import TABLES, Table
+from kmexp.resources import repo_root, results_dir
 
-REPO = Path(__file__).resolve().parents[2]
 LAUNCHERS = ("local", "submitit_local", "slurm")
 
 # The mini profile: every table end to end on bundled data with tiny budgets. A
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ids = select(args.status_table or "all") if status_only else select(args.table)
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
     mini = args.profile == "mini"
-    log_root = Path(args.logs or (REPO / "logs" / ("mini" if mini else "reproduce"))).resolve()
-    out = Path(args.out or (REPO / "results" / ("mini" if mini else "")))
+    log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce")).resolve()
+    out = Path(args.out or (results_dir() / ("mini" if mini else "")))
 
     tables: dict[str, Table] = {}
     for table_id in ids:
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.collect_only and commands[table_id]:
             print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
             for cmd in commands[table_id]:
-                proc = subprocess.run(cmd, cwd=REPO)
+                proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
                 if proc.returncode != 0:
                     print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
                           file=sys.stderr)

@@ -22,14 +22,12 @@ from pathlib import Path
 
 from kmexp.reporting.summary_file import read_summary
 from kmexp.reporting.tables import TABLES, Table
-
-REPO = Path(__file__).resolve().parents[2]
-PAPER_DIR = REPO / "results" / "paper"
+from kmexp.resources import paper_dir, results_dir
 
 
 def paper_values(paper_table: str, column: str) -> dict[str, tuple[float | None, float | None]]:
     """row -> (value, std) of ``column`` in results/paper/<paper_table>.csv."""
-    path = PAPER_DIR / f"{paper_table}.csv"
+    path = (paper_dir() or Path("/nonexistent")) / f"{paper_table}.csv"
     if not path.is_file():
         return {}
     values = {}
@@ -204,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table", help=f"one of {sorted(TABLES)}")
     p.add_argument("runs_dir", help="directory of the run directories (<logs>/runs of kmexp.reproduce)")
-    p.add_argument("--out", default=str(REPO / "results"), help="output directory (default: results/)")
+    p.add_argument("--out", default=str(results_dir()), help="output directory (default: results/)")
     p.add_argument("--provenance", default="", help="a line saying what ran (data, epochs, seeds, hardware)")
     p.add_argument("--seeds", default=None, help="the seeds the sweep was meant to run (default: the table's 5)")
     args = p.parse_args(argv)

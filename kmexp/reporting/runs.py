@@ -13,11 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 # Top-level fields that name, place or log a run without changing what it trains.
 NAMING_KEYS = ("hydra", "experiment_name", "sweep_name", "task_name", "logger", "resume", "checkpointing")
@@ -89,7 +86,9 @@ def compose(overrides: list[str]) -> DictConfig:
     from kmexp.config import register_resolvers
 
     register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    from kmexp.resources import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)
 
 

@@ -94,7 +94,9 @@ def report_for_experiment(experiment: str, n_tasks: int = 100, overrides: list[s
     from kmexp.patches import export_patch
 
     register_resolvers()
-    configs = Path(__file__).resolve().parents[2] / "configs"
+    from kmexp.resources import config_dir
+
+    configs = config_dir()
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={experiment}", *(overrides or [])])
     model = build_model(_without_weights(OmegaConf.to_container(cfg.model, resolve=True)))
