@@ -8,6 +8,7 @@ refused there removes that directory again, so a typo leaves nothing a later
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def discard_if_fresh(run_dir: Path, log_root: Path | None = None) -> bool:
     run_dir = Path(run_dir).resolve()
     if not is_fresh(run_dir):
         return False
+    _close_log_files_in(run_dir)
     shutil.rmtree(run_dir)
     stop = Path(log_root).resolve() if log_root else run_dir.parent
     parent = run_dir.parent
@@ -30,3 +32,15 @@ def discard_if_fresh(run_dir: Path, log_root: Path | None = None) -> bool:
         parent.rmdir()
         parent = parent.parent
     return True
+
+
+def _close_log_files_in(run_dir: Path) -> None:
+    """Detach the file handlers Hydra opened on the job's ``.log`` inside ``run_dir``: a later
+    log record (the next job of an in-process sweep) would otherwise re-create the file."""
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for lg in loggers:
+        for handler in list(lg.handlers):
+            if isinstance(handler, logging.FileHandler) and run_dir in Path(handler.baseFilename).resolve().parents:
+                lg.removeHandler(handler)
+                handler.close()

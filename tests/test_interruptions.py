@@ -27,17 +27,18 @@ COMMON = [
     "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.deterministic=true",
     "checkpointing.interval_s=0.001",
 ]
-# 3 epochs of 3 optimizer steps each; a kill at step >= 4 lands in the second epoch
+# 4 epochs of 3 optimizer steps each; a kill at step >= 4 lands in the second epoch (two more epochs
+# of slack, so a signal sent late on a loaded machine still lands before the end)
 MODULES = {
-    "classification": ["backbone=resnet20", "dataset.datamodule.batch_size=16", "trainer.max_epochs=3",
+    "classification": ["backbone=resnet20", "dataset.datamodule.batch_size=16", "trainer.max_epochs=4",
                        "trainer.limit_train_batches=3"],
     "fewshot": ["experiment=glyphs/fewshot", "method=km", "backbone.hidden=8", "dataset.datamodule.split=[10,5,5]",
                 "meta.iterations_per_epoch=3", "meta.meta_batch_size=2", "meta.num_val_tasks=2",
-                "meta.num_test_tasks=2", "meta.query=2", "meta.test_inner_steps=1", "trainer.max_epochs=3"],
-    "multitask": ["experiment=digits/mp_multitask_sb", "dataset.datamodule.batch_size=16", "trainer.max_epochs=3",
+                "meta.num_test_tasks=2", "meta.query=2", "meta.test_inner_steps=1", "trainer.max_epochs=4"],
+    "multitask": ["experiment=digits/mp_multitask_sb", "dataset.datamodule.batch_size=16", "trainer.max_epochs=4",
                   "trainer.limit_train_batches=3"],
 }
-STEPS = 9
+STEPS = 12
 KILL_AT = 4
 # where each signal lands: SIGKILL mid-epoch; the others usually during an epoch's last batch
 # (the signal waits for the epoch-end save, after validation)

@@ -66,8 +66,8 @@ def test_preset_on_an_on_disk_dataset_then_patch_storage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kmexp.storage", str(run_dir), "--json", str(tmp_path / "storage.json")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| km | cars | 462,190 | 1.87 | 95.65 | 1.95% |" in proc.stdout
-    assert "33.9x" in proc.stdout
+    assert "| km | cars | 462,190 | 1.85 | 95.65 | 1.93% |" in proc.stdout
+    assert "34.1x" in proc.stdout  # 100 tasks: base + 100 patches vs 100 networks (patch format 2)
 
 
 def test_missing_pretrained_weights_stop_with_one_message(tmp_path, monkeypatch):
