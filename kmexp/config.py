@@ -60,3 +60,18 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
     register_resolver()
 
+
+
+def drop_dotted(data: dict, dotted_keys) -> dict:
+    """Remove each ``a.b.c`` key from the nested plain dict ``data`` (missing keys are fine); returns it.
+
+    Used where a run's configuration is compared without fields that only name or place it
+    (run identity in kmexp.reporting.runs, resume checks in kmexp.runs.resume)."""
+    for dotted in dotted_keys:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data

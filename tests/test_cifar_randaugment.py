@@ -5,9 +5,7 @@ torchvision's MD5 check is the only thing bypassed, since these files are not th
 published ones.
 """
 
-import pickle
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -18,6 +16,7 @@ from torchvision import transforms
 
 from kmexp.data.cifar_randaugment import CIFARRandAugmentDataModule
 from kmexp.lit.classification import ClassificationModule
+from tests.cifar_fakes import write_cifar10
 from tests.conftest import model_cfg
 
 N_TRAIN_PER_BATCH, N_TEST = 4, 6  # 5 training batches of 4 images
@@ -25,20 +24,8 @@ N_TRAIN_PER_BATCH, N_TEST = 4, 6  # 5 training batches of 4 images
 
 @pytest.fixture
 def cifar10_root(tmp_path, monkeypatch):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-
-    def write(name, n):
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [int(v) for v in rng.integers(0, 10, n)]}
-        (folder / name).write_bytes(pickle.dumps(entry))
-
-    for i in range(1, 6):
-        write(f"data_batch_{i}", N_TRAIN_PER_BATCH)
-    write("test_batch", N_TEST)
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *a, **k: True)
-    return tmp_path
+    return write_cifar10(tmp_path, N_TRAIN_PER_BATCH, N_TEST)
 
 
 def datamodule(root, **kw):

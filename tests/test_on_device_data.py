@@ -5,15 +5,13 @@ CIFAR-10 files are written in their real on-disk format (pickled python batches)
 
 from __future__ import annotations
 
-import pickle
-
-import numpy as np
 import pytest
 import torch
 
 from kmexp.data.cifar import CIFARDataModule
 from kmexp.data.on_device import PAD, DeviceBatches, DeviceImages, crop_flip, dataset_tensors
 from kmexp.errors import ConfigError
+from tests.cifar_fakes import write_cifar10
 from tests.conftest import TINY, run_cli, summaries
 
 N_PER_BATCH, N_TEST = 40, 30
@@ -21,21 +19,8 @@ N_PER_BATCH, N_TEST = 40, 30
 
 @pytest.fixture
 def cifar10_root(tmp_path, monkeypatch):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-
-    def write(name, n):
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "labels": [int(v) for v in rng.integers(0, 10, n)]}
-        (folder / name).write_bytes(pickle.dumps(entry))
-
-    for i in range(1, 6):
-        write(f"data_batch_{i}", N_PER_BATCH)
-    write("test_batch", N_TEST)
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *a, **k: True)
-    return tmp_path
+    return write_cifar10(tmp_path, N_PER_BATCH, N_TEST)
 
 
 def _dm(root, **kw):

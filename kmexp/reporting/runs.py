@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from kmexp.config import drop_dotted
+
 # Top-level fields that name, place or log a run without changing what it trains.
 NAMING_KEYS = ("hydra", "experiment_name", "sweep_name", "task_name", "logger", "resume", "checkpointing")
 # Dotted fields that only choose where and how fast a run executes.
@@ -33,13 +35,7 @@ def run_identity(cfg: DictConfig) -> str:
         if "paths" in cfg:  # where data and logs live is not part of what is trained
             cfg.paths = {k: f"<paths.{k}>" for k in cfg.paths}
     data = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in PLACEMENT_KEYS:
-        *parents, leaf = dotted.split(".")
-        node = data
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+    drop_dotted(data, PLACEMENT_KEYS)
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:IDENTITY_LENGTH]
 

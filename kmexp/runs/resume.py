@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kmexp.config import drop_dotted
 from kmexp.errors import ExistingRunError
 from kmexp.runs.atomic_io import LAST, PREVIOUS
 
@@ -45,13 +46,7 @@ class Decision:
 
 def comparable_config(cfg: DictConfig | dict) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(json.dumps(cfg))
-    for dotted in VOLATILE:
-        *parents, leaf = dotted.split(".")
-        node = c
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+    drop_dotted(c, VOLATILE)
     return json.loads(json.dumps(c, default=str))
 
 
