@@ -9,6 +9,7 @@ published ones.
 import pytest
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN
 from timm.data.auto_augment import RandAugment
 from timm.data.random_erasing import RandomErasing
@@ -45,6 +46,17 @@ def test_train_transform_follows_the_papers_code(cifar10_root):
     assert tuple(float(m) for m in normalize.mean) == pytest.approx(IMAGENET_DEFAULT_MEAN)
     x, y = dm._datasets[0][0]
     assert x.shape == (3, 32, 32) and isinstance(y, int)
+
+
+def test_posterize_at_the_top_magnitude_gives_black_images_instead_of_raising(cifar10_root):
+    """m9 + mstd0.5 reaches magnitude 10 = 0 bits kept; Pillow >= 13 raises on that."""
+    [augment] = [t for t in datamodule(cifar10_root).train_transform.transforms if isinstance(t, RandAugment)]
+    [posterize] = [op for op in augment.ops if op.name == "PosterizeIncreasing"]
+    posterize.prob, posterize.magnitude, posterize.magnitude_std = 1.0, 10, 0.0
+    img = Image.new("RGB", (32, 32), (200, 100, 50))
+    assert posterize(img).getextrema() == ((0, 0), (0, 0), (0, 0))
+    posterize.magnitude = 5  # 2 bits kept
+    assert posterize(img).getpixel((0, 0)) == (192, 64, 0)
 
 
 def test_training_batches_are_mixed_with_smoothed_soft_targets(cifar10_root):

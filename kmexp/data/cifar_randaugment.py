@@ -14,17 +14,41 @@ ConvNeXt's) add the augmentation reproduced here:
   is dropped, as in the original loader (mixup needs an even batch).
 
 Evaluation images are only normalized.
+
+RandAugment's ``PosterizeIncreasing`` keeps 4 down to 0 bits; with ``mstd0.5`` the
+magnitude reaches 10, i.e. 0 bits. Pillow < 13 turned that into a black image (the
+behaviour the paper's runs had); Pillow >= 13 raises instead, which would kill a
+DataLoader worker at random. :func:`posterize_any_bits` restores the old behaviour.
 """
 
 from __future__ import annotations
 
+from PIL import Image, ImageOps
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
+from timm.data.auto_augment import RandAugment
 from timm.data.transforms import RandomResizedCropAndInterpolation
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import default_collate
 from torchvision import transforms
 
 from kmexp.data.cifar import CIFARDataModule
+
+
+def posterize_any_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, with 0 bits kept giving a black image as in Pillow < 13."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point(lambda _: 0)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _patch_posterize(transform: transforms.Compose) -> None:
+    for step in transform.transforms:
+        if isinstance(step, RandAugment):
+            for op in step.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = posterize_any_bits
 
 
 class MixupCollate:
@@ -73,6 +97,7 @@ class CIFARRandAugmentDataModule(CIFARDataModule):
         if not isinstance(train.transforms[0], RandomResizedCropAndInterpolation):
             raise RuntimeError(f"unexpected first transform of timm's pipeline: {train.transforms[0]}")
         train.transforms[0] = transforms.RandomCrop(32, padding=4)  # 32x32 images are not resized
+        _patch_posterize(train)
         self.train_transform = train
         self.eval_transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
         self.mixup = None
