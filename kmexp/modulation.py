@@ -16,6 +16,7 @@ deployed model costs nothing extra (Sec. I, Fig. 1).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -84,6 +85,18 @@ def _make_activation(name: str) -> nn.Module:
     return _Sin() if name == "sin" else ACTIVATIONS[name]()
 
 
+def _outside_autocast(forward):
+    """Run a parametrization's forward with autocast off: in the dtype of its tensors (fp32
+    under ``bf16-mixed``/``16-mixed``, where weights stay fp32), see :class:`KernelModulator`."""
+
+    @functools.wraps(forward)
+    def run(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return forward(self, weight)
+
+    return run
+
+
 class KernelModulator(InjectedModule):
     """The MLP g_i of Eq. 3: maps each kh*kw kernel slice of W_i to the modulated one.
 
@@ -92,6 +105,13 @@ class KernelModulator(InjectedModule):
     parameters (162 for the default depth 2, Sec. III-A). Its parameters are the
     ``explicit`` component and get no weight decay: decay would pull U towards 0, away
     from the identity it starts at (Eq. 4).
+
+    Mixed precision: the modulator runs in fp32 even under bf16/fp16 autocast, so W_mod is
+    bitwise the fp32 one; only the convolution that reads it rounds it, once, as it rounds
+    any fp32 weight. bf16 is not safe here: its 8-bit significand spaces numbers near 1 by
+    2^-7 = 0.0078, so U = I + N(0, 0.001) (Eq. 4) rounds to the identity and small learned
+    changes of U are invisible to the forward pass. The cost is nil: the modulator
+    matmuls are (kn*kc, kh*kw) x (kh*kw, kh*kw), tiny beside the convolutions.
     """
 
     component = "explicit"
@@ -121,6 +141,7 @@ class KernelModulator(InjectedModule):
             return w
         return torch.eye(k) + config.init_std * torch.randn(k, k)  # Eq. 4
 
+    @_outside_autocast
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         shape = weight.shape
         x = weight.reshape(-1, self.kernel_numel)  # step B: (kn*kc, kh*kw)

@@ -130,6 +130,8 @@ SCHEMA: dict[str, Rule] = {
     "test_ckpt": one_of("last", "best"),
     "export_patch": boolean(),
     "save_init_checkpoint": boolean(),
+    "memory_format": one_of("auto", "channels_last", "contiguous"),  # kmexp/lit/speed.py
+    "compile": Rule(lambda v: isinstance(v, (bool, str)) and v != "", "true, false or a torch.compile backend name"),
     "reference_accuracy": number(0, 1, low_open=True, null=True),
     "experiment_name": text(null=True),
     "callbacks.progress_bar": one_of("rich", "tqdm", "none"),

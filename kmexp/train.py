@@ -65,6 +65,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, session) -> dict:
     refuse_best_on_test(cfg.test_ckpt, datamodule)
     module = build_lightning_module(cfg)
     module.nan_check_every_n_steps = cfg.get("nan_check_every_n_steps")
+    module.memory_format, module.compile = cfg.get("memory_format"), cfg.get("compile")  # kmexp/lit/speed.py
     log.info("%s (%s on %s, method %s)", describe(module.net), cfg.backbone.name, cfg.dataset.name, module.method.name)
 
     trainer = hydra.utils.instantiate(

@@ -9,6 +9,10 @@
   ``nan_check_every_n_steps`` steps so a GPU is not synchronised every step;
 - optimizer groups (weight decay as the injected modules declare it) and the schedule
   (:mod:`kmexp.optim`);
+- when parametrized weights (Kernel Modulation's W_mod) are computed: once per optimizer
+  step in training and once per evaluation (:mod:`kmexp.modulated_weights`), in modules
+  that set :attr:`MethodModule.reuses_parametrized_weights`;
+- the speed settings ``memory_format`` and ``compile`` (:mod:`kmexp.lit.speed`);
 - the figures for summary.json (:meth:`MethodModule.summary`; written by
   :class:`kmexp.lit.summary.RunSummary`).
 
@@ -27,7 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from kmexp.components import count_parameters, freeze_norm_statistics, tag_parameters, weight_decay_overrides
 from kmexp.errors import NonFiniteLossError
+from kmexp.lit import speed
 from kmexp.methods import Method, build_model, parse_method
+from kmexp.modulated_weights import StepWeights, evaluation_weights, parametrized_tensors, using_weights
 from kmexp.optim import build_optimizer, optimizer_summary, optimizers_for_lightning, param_groups
 
 
@@ -48,10 +54,90 @@ class MethodModule(pl.LightningModule):
     def from_config(cls, cfg: DictConfig) -> MethodModule:
         return cls(model=plain(cfg.model), optim=plain(cfg.optim))
 
+    #: True in modules whose training forward is ``self(x)`` under automatic optimization and
+    #: whose evaluation changes no parameter (not few-shot: its inner loop adapts modulators).
+    reuses_parametrized_weights: bool = False
+    #: Speed settings (:mod:`kmexp.lit.speed`), set by the entry point from the config.
+    memory_format: str | None = None
+    compile: bool | str | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        held = self.__dict__.get("_eval_weights")
+        if held is not None and not torch.is_grad_enabled():
+            with using_weights(held):
+                return self.net(x)
+        step = self.__dict__.get("_step_weights")
+        if step is not None and self.training and torch.is_grad_enabled():
+            return step.forward(self.net, x)
         return self.net(x)
 
+    # ------------------------------------------------------------ when W_mod is computed
+    def _reuse_weights(self) -> bool:
+        return self.reuses_parametrized_weights and bool(parametrized_tensors(self.net))
+
+    def _open_step_weights(self) -> None:
+        """Training: W_mod once per optimizer step (kmexp.modulated_weights.StepWeights).
+        Not under DDP: the chained gradients would reach the modulators after the reducer ran."""
+        use = self._reuse_weights() and self.automatic_optimization and self.trainer.world_size == 1
+        self.__dict__["_step_weights"] = StepWeights() if use else None
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        step = self.__dict__.get("_step_weights")
+        if step is not None and optimizer_closure is not None:
+            closure = optimizer_closure
+
+            def optimizer_closure():  # the step's last micro-batch, then W_mod's backward once
+                result = closure()
+                step.backward()
+                return result
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+    def on_train_epoch_start(self) -> None:
+        step = self.__dict__.get("_step_weights")
+        if step is not None:
+            step.reset()
+
+    def _hold_evaluation_weights(self) -> None:
+        self._apply_speed_settings()
+        if self._reuse_weights():
+            self.__dict__["_eval_weights"] = evaluation_weights(self.net)
+
+    def _drop_evaluation_weights(self) -> None:
+        self.__dict__["_eval_weights"] = None
+
+    def on_test_start(self) -> None:
+        self._hold_evaluation_weights()
+
+    def on_test_end(self) -> None:
+        self._drop_evaluation_weights()
+
+    def on_predict_start(self) -> None:
+        self._hold_evaluation_weights()
+
+    def on_predict_end(self) -> None:
+        self._drop_evaluation_weights()
+
+    def on_validation_end(self) -> None:
+        self._drop_evaluation_weights()
+
+    # ------------------------------------------------------------ memory format, compile
+    def _apply_speed_settings(self) -> None:
+        if self.__dict__.get("_memory_format") is not None:
+            return  # once per run
+        fmt = speed.resolve_memory_format(self.memory_format, self.device)
+        self.__dict__["_memory_format"] = fmt
+        speed.network_to_memory_format(self.net, fmt)
+        backend = speed.compile_backend(self.compile)
+        if backend is not None:
+            speed.compile_network(self.net, backend)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        fmt = self.__dict__.get("_memory_format")
+        return batch if fmt is None else speed.batch_to_memory_format(batch, fmt)
+
     def on_fit_start(self) -> None:
+        self._apply_speed_settings()
+        self._open_step_weights()
         numbers = {k: float(v) for k, v in self.summary().items() if isinstance(v, (int, float))}
         for logger in self.loggers:  # e.g. RBD: params/trainable = d
             logger.log_hyperparams(numbers)
@@ -108,6 +194,7 @@ class MethodModule(pl.LightningModule):
 
     def on_validation_start(self) -> None:
         self.raise_if_nonfinite()
+        self._hold_evaluation_weights()
 
     def on_train_epoch_end(self) -> None:
         self.raise_if_nonfinite()

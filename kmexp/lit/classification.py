@@ -17,6 +17,8 @@ from kmexp.lit.base import MethodModule, plain
 
 
 class ClassificationModule(MethodModule):
+    reuses_parametrized_weights = True  # W_mod once per optimizer step / evaluation (kmexp.modulated_weights)
+
     def __init__(self, model: dict, optim: dict, reference_accuracy: float | None = None):
         """Args:
         model: ``backbone``, ``num_classes``, ``method``, ``modulator``, ``sharing`` (see

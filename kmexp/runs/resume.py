@@ -34,7 +34,8 @@ CONFIG_FILE = "run_config.json"
 LEGACY_HPC_PREFIX = "legacy-hpc_ckpt_"
 # dotted keys that may change between a run and its resumption
 VOLATILE = ("resume", "logger", "paths", "callbacks.progress_bar", "checkpointing", "trainer.accelerator",
-            "trainer.devices", "dataset.datamodule.num_workers", "dataset.datamodule.root")
+            "trainer.devices", "dataset.datamodule.num_workers", "dataset.datamodule.root", "memory_format",
+            "compile")
 
 
 @dataclass
