@@ -108,10 +108,10 @@ class KernelModulator(InjectedModule):
 
     Mixed precision: the modulator runs in fp32 even under bf16/fp16 autocast, so W_mod is
     bitwise the fp32 one; only the convolution that reads it rounds it, once, as it rounds
-    any fp32 weight. bf16 is not safe here: its 8-bit significand spaces numbers near 1 by
-    2^-7 = 0.0078, so U = I + N(0, 0.001) (Eq. 4) rounds to the identity and small learned
-    changes of U are invisible to the forward pass. The cost is nil: the modulator
-    matmuls are (kn*kc, kh*kw) x (kh*kw, kh*kw), tiny beside the convolutions.
+    any fp32 weight. bf16 is not safe here: its 8-bit significand spaces numbers in [1, 2)
+    by 2^-7 = 0.0078, so the diagonal of U = I + N(0, 0.001) (Eq. 4) rounds to exactly 1,
+    and learned changes of the diagonal below 0.004 are invisible to the forward pass. The
+    cost is small: the modulator matmuls are (kn*kc, kh*kw) x (kh*kw, kh*kw).
     """
 
     component = "explicit"
