@@ -73,6 +73,12 @@ class StepWeights:
     def __init__(self) -> None:
         self._graph: dict[Key, torch.Tensor] = {}
         self._leaves: dict[Key, torch.Tensor] = {}
+        self._keys: tuple[int, list[Key]] | None = None  # (id of the network, its parametrized tensors)
+
+    def _parametrized(self, net: nn.Module) -> list[Key]:
+        if self._keys is None or self._keys[0] != id(net):
+            self._keys = (id(net), parametrized_tensors(net))
+        return self._keys[1]
 
     @property
     def open(self) -> bool:
@@ -80,7 +86,7 @@ class StepWeights:
 
     def forward(self, net: nn.Module, *args, **kwargs):
         if not self._leaves:
-            for m, name in parametrized_tensors(net):
+            for m, name in self._parametrized(net):
                 w = getattr(m, name)  # the parametrization runs here, once per optimizer step
                 self._graph[(m, name)] = w
                 self._leaves[(m, name)] = w.detach().requires_grad_(w.requires_grad)

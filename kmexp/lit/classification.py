@@ -46,7 +46,7 @@ class ClassificationModule(MethodModule):
         loss = F.cross_entropy(logits, y)  # y may be soft targets (mixup/cutmix, kmexp.data.cifar_randaugment)
         if stage == "train":
             self.check_finite(loss)
-        metric(logits, y.argmax(1) if y.is_floating_point() else y)
+        metric.update(logits, y.argmax(1) if y.is_floating_point() else y)  # logged per epoch: no per-batch value
         on_step = stage == "train"
         # evaluation losses are averaged over every DDP rank (accuracies sync through torchmetrics)
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test",

@@ -16,11 +16,15 @@ paper's code); this file only registers it with the CIFAR defaults. Layer names:
 
 from __future__ import annotations
 
-from timm.models.convmixer import ConvMixer
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from kmexp.errors import ConfigError
 from kmexp.models.registry import register_backbone
+
+if TYPE_CHECKING:
+    from timm.models.convmixer import ConvMixer
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -40,6 +44,8 @@ def convmixer(
         raise ConfigError(f"convmixer: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if dim < 1 or depth < 1:
         raise ConfigError(f"convmixer needs dim >= 1 and depth >= 1, got dim={dim}, depth={depth}")
+    from timm.models.convmixer import ConvMixer  # here: importing timm costs seconds of every run's start-up
+
     return ConvMixer(
         dim,
         depth,
