@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", type=int, default=2, help="steps dropped at the start of each segment")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
+    parser.add_argument("--modulators-every-forward", action="store_true",
+                        help="kmexp side: run the modulators in every forward (no kmexp.modulated_weights)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the default job")
     args = parser.parse_args(argv)
     global CLOCK
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(cfg.seed)
         datamodule = hydra.utils.instantiate(cfg.dataset.datamodule)
         module = build_lightning_module(cfg)
+        if args.modulators_every_forward:
+            module.reuses_parametrized_weights = False
         # the bare loop: same network, optimizer groups and loader, no framework
         torch.manual_seed(cfg.seed)
         bare_module = build_lightning_module(cfg)
