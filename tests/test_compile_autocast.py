@@ -162,3 +162,15 @@ def test_config_keys_compose_and_are_not_part_of_run_identity():
         fast = compose("train", overrides=["compile=true", "memory_format=channels_last"])
     assert (default.memory_format, default.compile) == ("auto", False)
     assert run_identity(default) == run_identity(fast)
+
+
+def test_bad_speed_settings_are_refused():
+    from kmexp.errors import ConfigError
+    from kmexp.lit.speed import compile_backend
+
+    with pytest.raises(ConfigError, match="memory_format='nhwc'"):
+        resolve_memory_format("nhwc", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="compile=3"):
+        compile_backend(3)
+    assert compile_backend(False) is None and compile_backend(True) == "inductor"
+    assert compile_backend("aot_eager") == "aot_eager"
