@@ -45,3 +45,13 @@ def test_the_section_reports_gain_and_efficiency(bench, monkeypatch):
     assert r["threads"] == {"1": 6, "3": 2}  # same thread budget
     assert r["gain"] == pytest.approx(2.4) and r["efficiency"] == pytest.approx(0.8)
     assert r["runs_per_hour"]["3"] == pytest.approx(240 * 3600 / (200 * (50_000 + 10_000 / 3)))
+
+
+def test_the_batched_ensemble_side_runs_and_is_compared(bench, monkeypatch):
+    """The ensemble side of the comparison: one process, k runs stacked; it runs and reports."""
+    assert bench.ensemble_steps(2, steps=1, device=torch.device("cpu")) > 0
+    monkeypatch.setattr(bench, "concurrent_steps", lambda k, steps, threads, device: 100.0 * k)
+    monkeypatch.setattr(bench, "ensemble_steps", lambda k, steps, device: 150.0)
+    args = Namespace(runs_per_gpu=2, workers=2, steps=1, rounds=1, eval_speedup=3.0, ensemble=True)
+    r = bench.bench_runs_per_device(args, torch.device("cpu"))
+    assert r["ensemble"]["gain"] == pytest.approx(1.5) and r["gain"] == pytest.approx(2.0)
