@@ -200,6 +200,7 @@ SCHEMA: dict[str, Rule] = {
     "meta.test_inner_lr": number(0),
     "meta.test_inner_steps": integer(0),
     "meta.first_order": boolean(),
+    "meta.batched_tasks": boolean(also=("auto",)),
     "meta.iterations_per_epoch": integer(1),
     "meta.num_val_tasks": integer(0),
     "meta.num_test_tasks": integer(1),

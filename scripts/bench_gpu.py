@@ -12,14 +12,19 @@ reported), so load from other processes affects both sides alike:
 2. training step alone, images/s: a KM ResNet-32 step (batch 128) on a ready batch.
 3. end-to-end: one epoch of the default digits job (KM ResNet-32, batch 32, Lightning)
    with the DataLoader and with ``on_device=true``.
-4. Table I (KM Table I: full, BL, KM x 5 seeds + 3 baselines = 30 runs of 200 epochs on
+4. 1 vs k runs per device: k training processes at once (the way ``kmexp.reproduce
+   --runs-per-gpu k`` packs a sweep, :mod:`kmexp.reporting.packing`), each the step loop of (2)
+   on its own, started together after their imports; aggregate images/s, runs per hour and
+   the packing efficiency (aggregate / (k x one process)), at the same thread budget.
+5. Table I (KM Table I: full, BL, KM x 5 seeds + 3 baselines = 30 runs of 200 epochs on
    CIFAR-10) in GPU-hours, from images/s and the stated assumptions, arithmetic printed.
 
     .venv/bin/python scripts/bench_gpu.py                       # all of it (about 3 min on 2 CPU cores)
     .venv/bin/python scripts/bench_gpu.py --workers 2 --rounds 5 --json out.json
 
-On a machine with a GPU the device is ``cuda`` and the step throughput measured in (2) is
-used for (4) instead of the assumed one.
+On a machine with a GPU the device is ``cuda``, and the step throughput measured in (2) (bf16
+autocast, as ``trainer=gpu`` trains) and the packing efficiency measured in (4) are used for (5)
+instead of the assumed ones.
 """
 
 from __future__ import annotations
@@ -124,18 +129,150 @@ def bench_step(args, device) -> dict:
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
     x, y = torch.randn(128, 3, 32, 32, device=device), torch.randint(0, 10, (128,), device=device)
 
-    def steps(n=args.steps):
+    def steps(n=args.steps, bf16=False):
         start = time.perf_counter()
         for _ in range(n):
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(x), y).backward()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
             opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return n * 128 / (time.perf_counter() - start)
 
+    if getattr(args, "step_dtypes", False):
+        steps(2), steps(2, bf16=True)  # warm-up
+        r = interleave({"fp32": steps, "bf16": lambda: steps(bf16=True)}, args.rounds)
+        return {"km_resnet32_b128": r["fp32"], "km_resnet32_b128_bf16": r["bf16"]}
     steps(2)  # warm-up
     return {"km_resnet32_b128": statistics.median(steps() for _ in range(args.rounds))}
+
+
+def step_worker(args) -> None:
+    """One of the k processes of (4): import, build, warm up, say ready, wait for the start
+    signal, time ``--steps`` training steps, print ``{"start", "end", "images"}`` as JSON."""
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    from kmexp.methods import build_model
+
+    torch.manual_seed(0)
+    net = build_model({"backbone": {"name": "resnet32"}, "num_classes": 10,
+                       "method": {"name": "km", "components": ["implicit", "explicit", "classifier"]},
+                       "modulator": {}}).to(device).train()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    x, y = torch.randn(128, 3, 32, 32, device=device), torch.randint(0, 10, (128,), device=device)
+    bf16 = device.type == "cuda"
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    sync = Path(args.sync_dir)
+    (sync / f"ready_{os.getpid()}").touch()
+    while not (sync / "go").exists():
+        time.sleep(0.01)
+    start = time.time()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    print(json.dumps({"start": start, "end": time.time(), "images": args.steps * 128}))
+
+
+def concurrent_steps(k: int, steps: int, threads: int, device: torch.device) -> float:
+    """Aggregate training images/s of ``k`` :func:`step_worker` processes started together."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as sync:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--sync-dir", sync, "--steps", str(steps),
+               "--threads", str(threads), "--device", str(device)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(k)]
+        while len(list(Path(sync).glob("ready_*"))) < k:
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a benchmark worker exited before it was ready")
+            time.sleep(0.05)
+        (Path(sync) / "go").touch()
+        results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return sum(r["images"] for r in results) / wall
+
+
+def bench_runs_per_device(args, device) -> dict:
+    """(4): 1 process with the whole thread budget vs k processes sharing it, A/B interleaved."""
+    k = args.runs_per_gpu
+    threads_one, threads_k = args.workers, max(1, args.workers // k)
+    r = interleave({"1": lambda: concurrent_steps(1, args.steps, threads_one, device),
+                    str(k): lambda: concurrent_steps(k, args.steps, threads_k, device)}, args.rounds)
+    per_run = table1_images_per_run(args)
+    out = {"k": k, "threads": {"1": threads_one, str(k): threads_k},
+           "images_per_s": {"1": r["1"], str(k): r[str(k)]},
+           "runs_per_hour": {"1": r["1"] * 3600 / per_run, str(k): r[str(k)] * 3600 / per_run},
+           "efficiency": r[str(k)] / (k * r["1"]), "gain": r[str(k)] / r["1"]}
+    if getattr(args, "ensemble", False):
+        torch.set_num_threads(args.workers)
+        e = statistics.median(ensemble_steps(k, args.steps, device) for _ in range(args.rounds))
+        out["ensemble"] = {"images_per_s": e, "runs_per_hour": e * 3600 / per_run, "gain": e / r["1"]}
+    return out
+
+
+def ensemble_steps(k: int, steps: int, device: torch.device) -> float:
+    """Aggregate training images/s of ``k`` KM ResNet-32 runs (different seeds, each its own
+    batch of 128) trained as ONE batched ensemble in this process: parameters and buffers
+    stacked (:func:`torch.func.stack_module_state`), the step ``vmap``-ed over the runs, one SGD
+    optimizer over the stacked tensors (elementwise, so each run's update is its own). The
+    alternative to k processes; measured only, not a training path (it would give up each
+    run's own Lightning loop, checkpoints and W&B run)."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from kmexp.methods import build_model
+
+    def model(seed):
+        torch.manual_seed(seed)
+        return build_model({"backbone": {"name": "resnet32"}, "num_classes": 10,
+                            "method": {"name": "km", "components": ["implicit", "explicit", "classifier"]},
+                            "modulator": {}}).to(device).train()
+
+    models = [model(s) for s in range(k)]
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    trainable = {n: p for n, p in params.items() if models[0].get_parameter(n).requires_grad}
+    frozen = {n: p.detach() for n, p in params.items() if n not in trainable}
+    opt = torch.optim.SGD(trainable.values(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(k, 128, 3, 32, 32, device=device), torch.randint(0, 10, (k, 128), device=device)
+    bf16 = device.type == "cuda"
+
+    def loss(tp, fp, b, x, y):
+        return torch.nn.functional.cross_entropy(functional_call(skeleton, {**tp, **fp, **b}, (x,)), y)
+
+    def run(n):
+        start = time.perf_counter()
+        for _ in range(n):
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                losses = vmap(loss)(trainable, frozen, buffers, x, y)
+            losses.sum().backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return n * k * 128 / (time.perf_counter() - start)
+
+    run(1)  # warm-up
+    return run(steps)
+
+
+def table1_images_per_run(args) -> float:
+    """Training-image equivalents of one Table I run (evaluation at ``eval_speedup`` x the rate)."""
+    return TABLE1_EPOCHS * (CIFAR_TRAIN + CIFAR_TEST / args.eval_speedup)
 
 
 def bench_digits_epoch(args, device) -> dict:
@@ -192,10 +329,15 @@ def table1_prediction(step_ips: float, loader_ips_per_core: float, args) -> list
          f"= {loader:,.0f} img/s, GPU step {gpu:,.0f} img/s", min(loader, gpu)),
         (f"on-device data, GPU step {gpu:,.0f} img/s, 1 run per GPU", gpu),
         (f"on-device data, {args.runs_per_gpu} runs per GPU sharing it at {args.packing_efficiency:.0%} "
-         f"packing efficiency", gpu * args.runs_per_gpu * args.packing_efficiency),
+         f"packing efficiency ({gpu:,.0f} x {args.runs_per_gpu} x {args.packing_efficiency:g})",
+         gpu * args.runs_per_gpu * args.packing_efficiency),
     ]:
         hours = work / rate / 3600
         lines.append(f"  {name}: {work:.3e} / {rate:,.0f} img/s / 3600 = {hours:.2f} GPU-hours")
+    per_run = table1_images_per_run(args)
+    packed = gpu * args.runs_per_gpu * args.packing_efficiency
+    lines.append(f"  runs per GPU-hour: 1 run per GPU {gpu:,.0f} x 3600 / {per_run:.3e} = {gpu * 3600 / per_run:.2f}; "
+                 f"{args.runs_per_gpu} per GPU {packed:,.0f} x 3600 / {per_run:.3e} = {packed * 3600 / per_run:.2f}")
     return lines
 
 
@@ -215,8 +357,18 @@ def main() -> None:
     p.add_argument("--runs-per-gpu", type=int, default=4)
     p.add_argument("--packing-efficiency", type=float, default=0.6,
                    help="assumed throughput of k runs sharing a GPU, as a fraction of k x one run")
+    p.add_argument("--skip-runs-per-device", action="store_true", help="skip 1 vs k runs per device (4)")
+    p.add_argument("--step-dtypes", action="store_true", help="(2) also with bf16 autocast (default on a GPU)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="(4) also k runs as one vmap-batched ensemble in one process (default on a GPU)")
     p.add_argument("--json", type=Path)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process of (4)
+    p.add_argument("--sync-dir", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        return step_worker(args)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.workers)
@@ -230,9 +382,13 @@ def main() -> None:
         print(f"  {label}: torchvision {r['torchvision']:,.0f}  on-device {r['on_device']:,.0f}  "
               f"ratio {r['ratio']:.2f}x")
 
+    args.step_dtypes = args.step_dtypes or device.type == "cuda"
     report["step"] = bench_step(args, device)
-    print(f"\n2. training step alone, KM ResNet-32, batch 128: {report['step']['km_resnet32_b128']:,.0f} images/s "
-          f"({args.workers} threads)" if device.type == "cpu" else f"on {device}")
+    where = f"({args.workers} threads)" if device.type == "cpu" else f"on {device}"
+    bf16 = (f", bf16 autocast {report['step']['km_resnet32_b128_bf16']:,.0f} images/s"
+            if "km_resnet32_b128_bf16" in report["step"] else "")
+    print(f"\n2. training step alone, KM ResNet-32, batch 128: fp32 {report['step']['km_resnet32_b128']:,.0f} "
+          f"images/s{bf16} {where}")
 
     if not args.skip_epoch:
         report["digits_epoch"] = e = bench_digits_epoch(args, device)
@@ -240,10 +396,32 @@ def main() -> None:
               f"DataLoader {e['seconds']['dataloader']:.2f} s, on-device {e['seconds']['on_device']:.2f} s, "
               f"speed-up {e['speedup']:.2f}x")
 
+    args.ensemble = args.ensemble or device.type == "cuda"
+    if not args.skip_runs_per_device:
+        report["runs_per_device"] = r = bench_runs_per_device(args, device)
+        k = str(r["k"])
+        print(f"\n4. 1 vs {k} runs per device (KM ResNet-32 step loops, batch 128, {args.steps} steps each, "
+              f"started together; {r['threads']['1']} vs {r['threads'][k]} thread(s) per process)")
+        for n in ("1", k):
+            print(f"  {n} process(es): {r['images_per_s'][n]:,.0f} images/s in all = "
+                  f"{r['runs_per_hour'][n]:.4f} Table I runs/hour")
+        print(f"  {k} runs per device: {r['gain']:.2f}x the runs per hour of 1; packing efficiency "
+              f"{r['images_per_s'][k]:,.0f} / ({k} x {r['images_per_s']['1']:,.0f}) = {r['efficiency']:.2f}")
+        if "ensemble" in r:
+            e = r["ensemble"]
+            winner = f"{k} processes" if r["images_per_s"][k] >= e["images_per_s"] else f"the {k}-run ensemble"
+            print(f"  {k}-run batched ensemble in one process ({args.workers} threads): {e['images_per_s']:,.0f} "
+                  f"images/s = {e['runs_per_hour']:.4f} runs/hour ({e['gain']:.2f}x 1 run); more runs per hour: "
+                  f"{winner}")
+        if device.type == "cuda":
+            args.packing_efficiency = r["efficiency"]
+
     one_thread = report["loader"]["1 thread, no workers"]["torchvision"]
-    step_ips = report["step"]["km_resnet32_b128"] if device.type == "cuda" else args.gpu_step_ips
-    source = "measured here" if device.type == "cuda" else "assumed (--gpu-step-ips), no GPU here"
-    print(f"\n4. Table I predicted GPU-hours (GPU step rate {source}; loader rate per core measured here)")
+    gpu_step = report["step"].get("km_resnet32_b128_bf16", report["step"]["km_resnet32_b128"])
+    step_ips = gpu_step if device.type == "cuda" else args.gpu_step_ips
+    source = ("measured here (bf16), packing efficiency measured in (4)" if device.type == "cuda" else
+              "assumed (--gpu-step-ips) and packing efficiency assumed (--packing-efficiency): no GPU here")
+    print(f"\n5. Table I predicted GPU-hours (GPU step rate {source}; loader rate per core measured here)")
     report["table1"] = table1_prediction(step_ips, one_thread, args)
     print("\n".join(report["table1"]))
     if args.json:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchmetrics import CatMetric
 
-from kmexp import components
+from kmexp import batched_tasks, components
 from kmexp.components import validate_components
 from kmexp.errors import ConfigError
 from kmexp.inner_loop import InnerLoop, inner_loop_names
@@ -56,6 +56,8 @@ class MetaConfig:
         outer_components: what the outer loop meta-learns (everything by default).
         inner_components: what the inner loop adapts; ``None`` = the method's
             ``inner_components`` (kmexp/methods/{maml,anil,km}.py).
+        batched_tasks: adapt all tasks of a meta-batch in one batched computation
+            (:mod:`kmexp.batched_tasks`, same meta-gradient); ``auto`` = on a CUDA device.
     """
 
     ways: int
@@ -69,6 +71,7 @@ class MetaConfig:
     first_order: bool = False
     outer_components: tuple[str, ...] = ("convolution", "implicit", "explicit", "classifier")
     inner_components: tuple[str, ...] | None = None
+    batched_tasks: str | bool = "auto"
 
     @classmethod
     def from_dict(cls, cfg: dict) -> MetaConfig:
@@ -89,6 +92,8 @@ class MetaConfig:
         for key in ("inner_lr", "test_inner_lr"):
             if not float(cfg[key]) >= 0:
                 raise ConfigError(f"meta.{key}={cfg[key]!r} must be >= 0")
+        if cfg.get("batched_tasks", "auto") not in batched_tasks.MODES:
+            raise ConfigError(f"meta.batched_tasks={cfg['batched_tasks']!r} must be auto, true or false")
         if "outer_components" in cfg:
             cfg["outer_components"] = tuple(validate_components(cfg["outer_components"]))
         if cfg.get("inner_components") is not None:
@@ -143,6 +148,8 @@ class FewShotModule(MethodModule):
         self.build_net(model, components=self.meta.outer_components)
         self.inner_components = method_inner_components(self.method, self.meta)
         self.inner = InnerLoop(self.net, inner_loop_names(self.net, self.inner_components))
+        if self.meta.batched_tasks is True and (reason := batched_tasks.unsupported_reason(self.net)):
+            raise ConfigError(f"meta.batched_tasks=true: {reason}; use meta.batched_tasks=auto or false")
         self.val_task_acc = CatMetric()
         self.test_task_acc = CatMetric()
         self.test_task_loss = CatMetric()
@@ -153,8 +160,14 @@ class FewShotModule(MethodModule):
 
     def _tasks(self, batch: dict, lr: float, steps: int, first_order: bool, detach: bool):
         """Adapt to each task of the batch; per-task query losses and accuracies."""
-        losses, accs = [], []
         params = self.inner.parameters(detach=detach)
+        if batched_tasks.use_batched_tasks(self.meta.batched_tasks, self.device, self.net):
+            logits = batched_tasks.batched_query_logits(self.inner, params, batch["support_x"], batch["support_y"],
+                                                        batch["query_x"], lr, steps, first_order)
+            qy = batch["query_y"]
+            losses = F.cross_entropy(logits.flatten(0, 1), qy.flatten(), reduction="none").view(qy.shape).mean(1)
+            return losses, (logits.argmax(dim=-1) == qy).float().mean(1).detach()
+        losses, accs = [], []
         for sx, sy, qx, qy in zip(batch["support_x"], batch["support_y"], batch["query_x"], batch["query_y"],
                                   strict=True):
             adapted = self.inner.adapt(params, sx, sy, lr, steps, first_order)

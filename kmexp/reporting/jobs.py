@@ -178,12 +178,16 @@ class TrainJob:
         return {k: v for k, v in self.__dict__.items() if k != "_proc"}
 
 
-def submit(runs: list[Run], launcher: str, log_root: Path) -> list[dict]:
+def submit(runs: list[Run], launcher: str, log_root: Path, runs_per_gpu: int = 1) -> list[dict]:
     """Queue every run (one submitit batch = one SLURM array per launcher setting), record the
-    job ids in ``log_root/jobs.jsonl`` and return the records. Never waits for a job."""
+    job ids in ``log_root/jobs.jsonl`` and return the records. Never waits for a job.
+
+    ``runs_per_gpu`` > 1: one job per that many runs on one GPU (:mod:`kmexp.reporting.packing`);
+    each run's record carries its pack's job id."""
     import submitit
 
     from kmexp.provenance import git_state
+    from kmexp.reporting.packing import PackedTrainJob, packed_launcher_params, packs
 
     cluster = CLUSTERS[launcher]
     folder = log_root / ".submitit"
@@ -194,14 +198,23 @@ def submit(runs: list[Run], launcher: str, log_root: Path) -> list[dict]:
     log_root.mkdir(parents=True, exist_ok=True)
     for group in groups.values():
         params = dict(group[0].launcher)
+        if runs_per_gpu > 1:
+            params = packed_launcher_params(params, runs_per_gpu, f"{group[0].table} {group[0].key}")
         init = {f"{cluster}_max_num_timeout": params.pop("_max_num_timeout")} if "_max_num_timeout" in params else {}
         if cluster != "slurm":
             init = {}
         params.setdefault("name", f"kmexp-{group[0].table}")
         executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster, **init)
         executor.update_parameters(**params)
+        name = f"kmexp.reproduce/{launcher}"
         with executor.batch():
-            jobs = [executor.submit(TrainJob(list(run.overrides), f"kmexp.reproduce/{launcher}")) for run in group]
+            if runs_per_gpu > 1:
+                grouped = packs(group, runs_per_gpu)
+                pack_jobs = [executor.submit(PackedTrainJob([list(r.overrides) for r in pack], name))
+                             for pack in grouped]
+                jobs = [job for pack, job in zip(grouped, pack_jobs, strict=True) for _ in pack]
+            else:
+                jobs = [executor.submit(TrainJob(list(run.overrides), name)) for run in group]
         commit, dirty = git_state()
         for run, job in zip(group, jobs, strict=True):
             records.append({"run_id": run.run_id, "table": run.table, "row": run.row, "seed": run.seed,

@@ -5,12 +5,15 @@
     python -m kmexp.reproduce status table2                    # finished / running / failed / missing
     python -m kmexp.reproduce table1 --collect-only            # build the tables from what finished
     python -m kmexp.reproduce all --profile mini               # every table, tiny, on bundled data
+    python -m kmexp.reproduce table1 --runs-per-gpu 4          # 4 runs side by side per GPU
 
 Every run of the selected tables is composed and validated before the first one starts or is
 queued (:func:`kmexp.reporting.jobs.preflight`). With ``--launcher slurm`` (or
 ``submitit_local``) every unique run becomes its own queued job and the command returns at once
 (:mod:`kmexp.reporting.jobs`); the default local launcher runs the sweeps here, one after
-another, and then builds the tables.
+another, and then builds the tables. ``--runs-per-gpu k`` trains k runs at once per GPU
+(:mod:`kmexp.reporting.packing`: k processes per device locally, or one SLURM job of one GPU
+per k runs), each with its outputs exactly as if it ran alone.
 
 A table id (``table2_cars``) or its preset folder (``table2``: every table of that folder) or
 ``all``. A run is trained once: each (row, seed) cell resolves to a run identity
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="where tables are written (default results/, or results/mini)")
     p.add_argument("--dry-run", action="store_true", help="print the runs, the cells they feed and the commands")
     p.add_argument("--collect-only", action="store_true", help="only aggregate finished runs into the tables")
+    p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                   help="train K runs side by side per GPU (K processes; one SLURM job of one GPU per K runs)")
     args, extra = p.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     status_only = args.table == "status"
@@ -185,25 +190,33 @@ def main(argv: list[str] | None = None) -> int:
     cells = {tid: plan(tid, t, seeds, profile_overrides(t, args.profile), extra) for tid, t in tables.items()}
     if status_only:
         return print_status(cells, log_root)
+    if args.runs_per_gpu < 1:
+        raise KmexpError(f"--runs-per-gpu={args.runs_per_gpu} must be >= 1")
+    checked = []
     if not args.collect_only:
         checked = validate_runs(cells, log_root, args.launcher, extra)
         if args.launcher in CLUSTERS and not args.dry_run:
             return submit_runs(checked, cells, log_root, args)
+    packed = args.runs_per_gpu > 1 and args.launcher == "local" and not args.collect_only
 
     launched: set[str] = set()
     commands = {tid: sweep_commands(new_runs(t, cells[tid], launched), args.launcher, log_root,
                                     [*profile_overrides(t, args.profile), *extra])
                 for tid, t in tables.items()}
     if args.dry_run:
-        print_plan(tables, cells, commands)
+        print_plan(tables, cells, {} if args.runs_per_gpu > 1 else commands)
+        if args.runs_per_gpu > 1:
+            print_packs(checked, args.runs_per_gpu, args.launcher)
         return 0
 
     from kmexp.reporting.jobs import format_status, table_status
     from kmexp.reporting.results import write_table
 
     status = 0
+    if packed:
+        status = train_packed(checked, log_root, args.runs_per_gpu)
     for table_id, table in tables.items():
-        if not args.collect_only and commands[table_id]:
+        if not args.collect_only and not packed and commands[table_id]:
             print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
             for cmd in commands[table_id]:
                 proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
@@ -224,6 +237,37 @@ def main(argv: list[str] | None = None) -> int:
             if png:
                 print(f"[kmexp] {table_id}: wrote {png}")
     return status
+
+
+def train_packed(checked: list, log_root: Path, k: int) -> int:
+    """Every run that has not finished, ``k`` at a time per GPU, here (:mod:`kmexp.reporting.packing`)."""
+    from kmexp.reporting.packing import run_locally
+    from kmexp.runs.resume import finished_summary
+
+    todo = [r for r in checked if finished_summary(log_root / "runs" / r.run_id) is None]
+    if len(todo) < len(checked):
+        print(f"[kmexp] skipping {len(checked) - len(todo)} finished runs")
+    if not todo:
+        return 0
+    print(f"[kmexp] training {len(todo)} runs, {k} at a time per GPU", flush=True)
+    codes = run_locally(todo, k, log_root)
+    failed = sum(c != 0 for c in codes.values())
+    if failed:
+        print(f"[kmexp] {failed} of {len(todo)} runs failed; the tables list them", file=sys.stderr)
+    return int(failed > 0)
+
+
+def print_packs(checked: list, k: int, launcher: str) -> None:
+    """``--dry-run --runs-per-gpu k``: which runs share a GPU and, on a cluster, each job's resources."""
+    from kmexp.reporting.packing import pack_by_launcher, packed_launcher_params, train_command
+
+    for i, pack in enumerate(pack_by_launcher(checked, k)):
+        print(f"pack {i} (one GPU): " + ", ".join(f"{r.table}/{r.key} [{r.run_id}]" for r in pack))
+        if launcher in CLUSTERS:
+            params = packed_launcher_params(pack[0].launcher, k, f"{pack[0].table} {pack[0].key}")
+            print("  job: " + " ".join(f"{key}={params[key]}" for key in sorted(params)))
+        for r in pack:
+            print("  command: " + shlex.join(train_command(list(r.overrides))))
 
 
 def validate_runs(cells: dict[str, list[Cell]], log_root: Path, launcher: str, extra: list[str]) -> list:
@@ -248,8 +292,11 @@ def submit_runs(checked: list, cells: dict[str, list[Cell]], log_root: Path, arg
     if busy:
         print(f"[kmexp] skipping {len(busy)} runs that finished or are queued/running")
     if todo:
-        records = submit(todo, args.launcher, log_root)
-        print(f"[kmexp] submitted {len(records)} jobs ({records[0]['job_id']} ...); job ids in {log_root / 'jobs.jsonl'}")
+        records = submit(todo, args.launcher, log_root, args.runs_per_gpu)
+        n_jobs = len({r["job_id"] for r in records})
+        what = (f"{len(records)} runs in {n_jobs} jobs ({args.runs_per_gpu} runs per GPU)" if args.runs_per_gpu > 1
+                else f"{n_jobs} jobs")
+        print(f"[kmexp] submitted {what} ({records[0]['job_id']} ...); job ids in {log_root / 'jobs.jsonl'}")
     where = f" --logs {log_root}" if args.logs else ""
     print(f"[kmexp] nothing waits for them. Progress: python -m kmexp.reproduce status {args.table}{where}; "
           f"tables: python -m kmexp.reproduce {args.table} --collect-only{where}")

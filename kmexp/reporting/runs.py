@@ -22,7 +22,7 @@ from kmexp.config import drop_dotted
 NAMING_KEYS = ("hydra", "experiment_name", "sweep_name", "task_name", "logger", "resume", "checkpointing")
 # Dotted fields that only choose where and how fast a run executes.
 PLACEMENT_KEYS = ("trainer.accelerator", "trainer.devices", "callbacks.progress_bar",
-                  "dataset.datamodule.num_workers", "memory_format", "compile")
+                  "dataset.datamodule.num_workers", "memory_format", "compile", "meta.batched_tasks")
 IDENTITY_LENGTH = 12
 
 
