@@ -83,7 +83,8 @@ def caption(table: Table, profile: str | None) -> str:
         data = "glyphs" if any("fewshot_glyphs" in o for o in table.mini) else "digits"
         return f"mini profile, {data}, pipeline check (not the paper's data, accuracies are noise)"
     if profile == "digits":
-        return "digits profile (scikit-learn digits, not the paper's dataset)"
+        data = table.data_short or "scikit-learn digits"
+        return f"digits profile ({data}, not the paper's dataset)"
     return ""
 
 
@@ -99,8 +100,8 @@ def provenance(table_id: str, table: Table, profile: str | None, seeds: list[int
     epochs = sorted({int(s["epochs"]) for s in finished if s.get("epochs") is not None})
     train_s = sum(float(s.get("duration_s") or 0) for s in finished)
     budget = " ".join(table.digits or ()) or "the presets' own"
-    return (f"Digits profile (`python -m kmexp.reproduce {table_id} --profile digits`). Data: {DIGITS_DATA}. "
+    return (f"Digits profile (`python -m kmexp.reproduce {table_id} --profile digits`). Data: {table.data or DIGITS_DATA}. "
             f"Budget: {budget} (epochs run: {', '.join(map(str, epochs)) or '—'}; chosen on the validation "
             f"split, see the note). Seeds: {seeds}. Hardware: {'; '.join(hardware)}. Training time of the "
             f"{len(finished)} finished runs: {train_s:.0f} s in total. Test accuracy of the last checkpoint "
-            f"on the 300 test digits. The paper column is the paper's dataset, for orientation only.")
+            f"{'on the test split named above' if table.data else 'on the 300 test digits'}. The paper column is the paper's dataset, for orientation only.")

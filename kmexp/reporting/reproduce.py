@@ -34,6 +34,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kmexp.errors import KmexpError
+from kmexp.reporting.dependencies import resolve_references, with_requirements
 from kmexp.reporting.jobs import CLUSTERS
 from kmexp.reporting.profiles import MINI_TRAINER, PROFILES, in_profile, profile_overrides  # noqa: F401
 from kmexp.reporting.runs import Cell, override_key, plan
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KmexpError(f"unexpected argument {args.status_table!r}")
 
     ids = select(args.status_table or "all", args.profile) if status_only else select(args.table, args.profile)
+    selected, ids = set(ids), with_requirements(ids, TABLES)  # pretraining tables run first
     profile = PROFILES.get(args.profile)
     default_seeds = ",".join(map(str, profile.default_seeds)) if profile and profile.default_seeds else "0,1,2,3,4"
     seeds = [int(s) for s in (args.seeds or default_seeds).split(",") if s != ""]
@@ -163,14 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     tables: dict[str, Table] = {}
     for table_id in ids:
         table = TABLES[table_id]
-        if args.rows:
+        if args.rows and table_id in selected:
             wanted = args.rows.split(",")
             unknown = sorted(set(wanted) - {r.key for r in table.rows})
             if unknown:
                 raise KmexpError(f"{table_id} has no rows {unknown}; rows: {[r.key for r in table.rows]}")
             table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted))
-        tables[table_id] = dataclasses.replace(table, seeds=tuple(seeds))
-    cells = {tid: plan(tid, t, seeds, profile_overrides(t, args.profile), extra) for tid, t in tables.items()}
+        tables[table_id] = table if table.fixed_seeds else dataclasses.replace(table, seeds=tuple(seeds))
+    cells: dict[str, list[Cell]] = {}
+    for tid, t in tables.items():
+        tables[tid] = t = resolve_references(tid, t, cells)
+        cells[tid] = plan(tid, t, list(t.seeds), profile_overrides(t, args.profile), extra)
     if status_only:
         return print_status(cells, log_root)
     if not args.collect_only:
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
                           file=sys.stderr)
                     status = 1
-        header = provenance(table_id, table, args.profile, seeds, cell_summaries(cells[table_id], log_root / "runs"))
+        header = provenance(table_id, table, args.profile, list(table.seeds),
+                            cell_summaries(cells[table_id], log_root / "runs"))
         md = write_table(table_id, cells[table_id], log_root / "runs", out, header, table=table)
         print(f"[kmexp] {table_id}: wrote {md}")
         if args.collect_only:

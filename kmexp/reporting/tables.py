@@ -68,6 +68,13 @@ class Table:
     digits: tuple[str, ...] | None = None
     # Fig. 3 of Kernel Modulation: draw the weight histograms of the table's km and full rows (first seed)
     weight_histograms: bool = False
+    # Tables whose runs this table's rows start from ({run:<table>/<row>} in an override; planned and run
+    # first, kmexp.reporting.dependencies), and whether the table keeps its own seeds whatever --seeds says
+    # (a pretraining run trained once for every seed of the tables that load it).
+    requires: tuple[str, ...] = ()
+    fixed_seeds: bool = False
+    data: str | None = None  # what the digits profile's header says the data is (default: all the digits)
+    data_short: str | None = None  # ... and its figure titles (default: scikit-learn digits)
 
 
 TABLES: dict[str, Table] = {}
@@ -516,3 +523,4 @@ register(
 
 # The digits profile's analog tables register themselves on import (python -m kmexp.reproduce all --profile digits).
 from kmexp.reporting import digits_tables  # noqa: E402,F401
+from kmexp.reporting import digits_transfer_tables  # noqa: E402,F401
