@@ -522,5 +522,5 @@ register(
 
 
 # The digits profile's analog tables register themselves on import (python -m kmexp.reproduce all --profile digits).
-from kmexp.reporting import digits_tables  # noqa: E402,F401
-from kmexp.reporting import digits_transfer_tables  # noqa: E402,F401
+# digits_transfer_tables: the transfer, model-patch and few-shot analogs (their pretraining tables run first).
+from kmexp.reporting import digits_tables, digits_transfer_tables  # noqa: E402,F401
