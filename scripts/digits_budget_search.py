@@ -23,15 +23,13 @@ import time
 from pathlib import Path
 
 
-def final_val_acc(run_dir: Path) -> float | None:
-    """The last logged ``val/acc`` of a run (its csv logger), or None."""
-    value = None
+def val_curve(run_dir: Path) -> list[float]:
+    """Every logged ``val/acc`` of a run (its csv logger), in order."""
+    values = []
     for path in run_dir.rglob("metrics.csv"):
         with path.open() as f:
-            for row in csv.DictReader(f):
-                if row.get("val/acc"):
-                    value = float(row["val/acc"])
-    return value
+            values += [float(row["val/acc"]) for row in csv.DictReader(f) if row.get("val/acc")]
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", nargs="*", default=[], help="key=v1,v2 ...: the product is searched")
     p.add_argument("--log", required=True, help="where the candidate runs go")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curve", action="store_true", help="also print val/acc after every epoch (with a constant "
+                   "learning rate, epoch k of the longest run is the k-epoch candidate)")
     args = p.parse_args(argv)
     axes = [[f"{g.split('=', 1)[0]}={v}" for v in g.split("=", 1)[1].split(",")] for g in args.grid]
     for i, combo in enumerate(itertools.product(*axes) if axes else [()]):
@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
                f"paths.log_dir={args.log}", f"hydra.run.dir={run_dir}"]
         start = time.time()
         done = subprocess.run(cmd, capture_output=True, text=True)
-        acc = final_val_acc(run_dir) if done.returncode == 0 else None
-        shown = f"{100 * acc:.1f}" if acc is not None else f"failed: {done.stderr.strip().splitlines()[-1:]}"
-        print(f"{' '.join(combo) or '(base)'}\tval/acc {shown}\t{time.time() - start:.0f} s", flush=True)
+        curve = val_curve(run_dir) if done.returncode == 0 else []
+        shown = f"{100 * curve[-1]:.1f}" if curve else f"failed: {done.stderr.strip().splitlines()[-1:]}"
+        # with a constant learning rate, epoch k of this run is the k-epoch candidate
+        each = f"\tper epoch {' '.join(f'{100 * v:.1f}' for v in curve)}" if args.curve and curve else ""
+        print(f"{' '.join(combo) or '(base)'}\tval/acc {shown}\t{time.time() - start:.0f} s{each}", flush=True)
     return 0
 
 

@@ -107,7 +107,10 @@ def sweep_commands(rows_by_seeds: dict[tuple[int, ...], list], launcher: str, lo
 
 def select(name: str, profile: str | None = None) -> list[str]:
     """Table ids for ``all``, a table id, or a preset folder (every table whose id starts with it);
-    ``all`` and folders take the profile's tables (:func:`kmexp.reporting.profiles.in_profile`)."""
+    ``all`` and folders take the profile's tables (:func:`kmexp.reporting.profiles.in_profile`);
+    several, comma-separated (``table2_digits,table3_digits``): each one's tables, in that order."""
+    if "," in name:
+        return list(dict.fromkeys(t for part in name.split(",") if part for t in select(part, profile)))
     if name == "all":
         return [t for t in TABLES if in_profile(TABLES[t], profile)]
     if name in TABLES:
@@ -136,7 +139,8 @@ def new_runs(table: Table, cells: list[Cell], launched: set[str]) -> dict[tuple[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="Arguments after -- are passed to Hydra (e.g. hydra.launcher.partition=gpu).")
-    p.add_argument("table", help="'status', 'all', a table id or a preset folder (e.g. table1, table2, ks_fig3)")
+    p.add_argument("table", help="'status', 'all', a table id or a preset folder (e.g. table1, table2, ks_fig3), "
+                                  "or several, comma-separated")
     p.add_argument("status_table", nargs="?", default=None, help="after 'status': what to report (default: all)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the papers' 5; digits profile: 0,1,2)")
     p.add_argument("--rows", default=None, help="comma-separated row ids to run (default: every row)")
