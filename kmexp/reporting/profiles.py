@@ -81,9 +81,9 @@ def caption(table: Table, profile: str | None) -> str:
     """What a figure of ``table`` under ``profile`` must say in its own title about its data."""
     if profile == "mini":
         data = "glyphs" if any("fewshot_glyphs" in o for o in table.mini) else "digits"
-        return f"mini profile, {data}, pipeline check (not the paper's data, accuracies are noise)"
+        return f"mini profile, {data}, pipeline check"
     if profile == "digits":
-        return "digits profile (scikit-learn digits, not the paper's dataset)"
+        return "digits profile (not the paper's dataset)"
     return ""
 
 
