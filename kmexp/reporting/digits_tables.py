@@ -80,8 +80,14 @@ register(
 )
 
 # --- Kernel sharing: small ConvMixer and SE-ResNet -----------------------------------------------
-KS_CONVMIXER_DIGITS_BUDGET = (_NATIVE, "trainer.max_epochs=15", "dataset.datamodule.batch_size=64")
-KS_CONVMIXER_DIGITS_SEARCH = "budget search pending"
+# Budget search (seed 0, ConvMixer-64/4 baseline, final val/acc on the 300 validation digits, batch 64,
+# AdamW with cosine decay: configs/optim/adamw_convmixer.yaml), 2026-12-01:
+#   lr 0.003: 10 epochs 98.3, 20 epochs 98.3;  lr 0.01 (the paper's): 10 epochs 99.0, 20 epochs 99.0
+# Chosen: lr 0.01 (the preset's), 10 epochs.
+KS_CONVMIXER_DIGITS_BUDGET = (_NATIVE, "trainer.max_epochs=10", "dataset.datamodule.batch_size=64")
+KS_CONVMIXER_DIGITS_SEARCH = ("Budget (chosen on the validation split, seed 0, baseline row): 10 epochs of batch 64 at 8x8 "
+                              "pixels, AdamW lr 0.01 with cosine decay, kernel size 5. Iso-parameters: shared width 132 "
+                              "is the closest to the baseline's parameter count. Search: kmexp/reporting/digits_tables.py.")
 _KS_METRICS = ("test/acc", "params/trainable", "params/total", "params/gflops")
 _KS_LABELS = {"test/acc": "accuracy (%)", "params/trainable": "# trainable", "params/total": "# total",
               "params/gflops": "GFLOPs"}
@@ -108,8 +114,14 @@ register(
         note=KS_CONVMIXER_DIGITS_SEARCH,
     ),
 )
-KS_SE_RESNET_DIGITS_BUDGET = (_NATIVE, "trainer.max_epochs=15", "dataset.datamodule.batch_size=64")
-KS_SE_RESNET_DIGITS_SEARCH = "budget search pending"
+# Budget search (seed 0, SE-ResNet baseline with 2 blocks per stage, 10 epochs, batch 64, SGD momentum 0.9,
+# wd 1e-4, cosine decay), 2026-12-01: lr 0.05 / 0.1: final val/acc 99.3 / 99.0. Chosen: lr 0.05 (the
+# preset's), 10 epochs (Table I's ResNet-32 converged in 10 on this data).
+KS_SE_RESNET_DIGITS_BUDGET = (_NATIVE, "trainer.max_epochs=10", "dataset.datamodule.batch_size=64")
+KS_SE_RESNET_DIGITS_SEARCH = ("Budget (chosen on the validation split, seed 0, baseline row): 10 epochs of batch 64 at 8x8 "
+                              "pixels, SGD lr 0.05 with cosine decay; stage widths 16/32/64. Sharing in every stage "
+                              "keeps the channels (iso-channels); no shared depth reaches the baseline's parameters. "
+                              "Search: kmexp/reporting/digits_tables.py.")
 register(
     "ks_fig5_digits",
     Table(
