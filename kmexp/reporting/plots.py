@@ -63,8 +63,12 @@ def plot_table(table_id: str, csv_path: str | Path, profile: str | None = None) 
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([labels.get(r["row"], r["row"]) for r in rows], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("test accuracy (%)")
+    import textwrap
+
+    width = int(fig.get_figwidth() * 13)  # characters of 8-point text that fit the figure
+    title = textwrap.fill(table.title, width)
     where = caption(table, profile)
-    ax.set_title(f"{where}\n{table.title}" if where else table.title, fontsize=8)
+    ax.set_title(f"{where.upper()}\n{title}" if where else title, fontsize=8)
     fig.tight_layout()
     png = csv_path.with_suffix(".png")
     fig.savefig(png)

@@ -81,10 +81,10 @@ def caption(table: Table, profile: str | None) -> str:
     """What a figure of ``table`` under ``profile`` must say in its own title about its data."""
     if profile == "mini":
         data = "glyphs" if any("fewshot_glyphs" in o for o in table.mini) else "digits"
-        return f"mini profile, {data}, pipeline check (not the paper's data, accuracies are noise)"
+        return f"mini profile, {data}, pipeline check"
     if profile == "digits":
-        data = table.data_short or "scikit-learn digits"
-        return f"digits profile ({data}, not the paper's dataset)"
+        return f"digits profile ({table.data_short}, not the paper's dataset)" if table.data_short else \
+            "digits profile (not the paper's dataset)"
     return ""
 
 
