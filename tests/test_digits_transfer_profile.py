@@ -48,3 +48,17 @@ def test_one_seed_one_epoch_slice_pretrains_then_transfers(tmp_path):
     table = (out / "table2_digits.md").read_text()
     assert "Digits profile" in table and "digits 0-4" in table and "TKM-2" in table
     assert (out / "digits_pretrain_gn.md").is_file()
+
+
+def test_multitask_claims_compare_the_named_task_column(tmp_path):
+    from kmexp.reporting.digits_claims import CLAIMS, claim_lines
+
+    (tmp_path / "mp_table4_digits.csv").write_text(
+        "row,runs,test/low/acc_mean,test/low/acc_std,test/high/acc_mean,test/high/acc_std\n"
+        "sb_patch_last_layer,3,0.95,0.01,0.50,0.01\n"
+        "last_layer,3,0.80,0.01,0.70,0.01\n")
+    claims = [c for c in CLAIMS if c.table == "mp_table4_digits"]
+    assert [c.metric for c in claims] == ["test/low/acc", "test/high/acc"]
+    low, high = claim_lines(tmp_path, claims)
+    assert "**holds**" in low and "95.0" in low
+    assert "**does not hold" in high and "50.0" in high
