@@ -62,3 +62,22 @@ def test_multitask_claims_compare_the_named_task_column(tmp_path):
     low, high = claim_lines(tmp_path, claims)
     assert "**holds**" in low and "95.0" in low
     assert "**does not hold" in high and "50.0" in high
+
+
+def test_few_shot_confidence_intervals_are_shown_in_points_like_the_accuracy(tmp_path):
+    from kmexp.reporting.results import write_table
+    from kmexp.reporting.runs import Cell
+
+    runs = tmp_path / "runs"
+    cells = []
+    for row in TABLES["table3_digits"].rows:
+        for seed in (0, 1):
+            d = runs / f"{row.key}-{seed}"
+            d.mkdir(parents=True)
+            d.joinpath("summary.json").write_text(json.dumps({
+                "status": "finished", "seed": seed, "test/acc": 0.7, "test/acc_ci95": 0.0123,
+                "params/inner_loop": 973, "params/outer_loop": 112909}))
+            cells.append(Cell("table3_digits", row.key, seed, (), f"{row.key}-{seed}"))
+    md = write_table("table3_digits", cells, runs, tmp_path / "out").read_text()
+    km = next(line for line in md.splitlines() if line.startswith("| KM "))
+    assert "| 70.00 ± 0.00 | 1.23 ± 0.00 |" in km
