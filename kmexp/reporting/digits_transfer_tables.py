@@ -39,7 +39,7 @@ GN_PRETRAIN_SEARCH = ("Budget search (validation split, seed 0, batch 64, 8x8): 
 register(
     "digits_pretrain_gn",
     Table(
-        title="Digits profile pretraining: GroupNorm ResNet-20 fully trained on digits 0-4 (the transfer backbone)",
+        title="Pretraining: GN ResNet-20 fully trained on digits 0-4 (KM transfer)",
         rows=(Row("resnet20_gn", "digits/pretrain_resnet20_gn", "ResNet-20 (GN), full training", paper=None),),
         metrics=_PRETRAIN_METRICS,
         metric_labels=_PRETRAIN_LABELS,
@@ -59,7 +59,7 @@ MBV2_PRETRAIN_SEARCH = ("Budget search (validation split, seed 0, batch 64, 16x1
 register(
     "digits_pretrain_bn",
     Table(
-        title="Digits profile pretraining: MobileNetV2 (width 0.35, BN) fully trained on digits 0-4 (the model-patches backbone)",
+        title="Pretraining: MobileNetV2 0.35 (BN) fully trained on digits 0-4",
         rows=(Row("mobilenet_v2", "digits/pretrain_mobilenet_v2", "MobileNetV2 0.35 (BN), full training", paper=None),),
         metrics=_PRETRAIN_METRICS,
         metric_labels=_PRETRAIN_LABELS,
@@ -100,7 +100,7 @@ def _transfer_row(key: str, paper) -> Row:
 register(
     "table2_digits",
     Table(
-        title="Kernel Modulation Table II on digits: GN ResNet-20 pretrained on 0-4, transferred to 5-9",
+        title="KM Table II on digits: GN ResNet-20 transferred from 0-4 to 5-9",
         rows=tuple(_transfer_row(k, ("nc2", _PAPER_COLUMN) if k == "nc" else "default")
                    for k in ("nc", "ttl", "tkm1", "tkm2", "tbl2")),
         metrics=("test/acc", "params/trainable", "params/trainable_pct", "patch/bytes"),
@@ -121,7 +121,7 @@ register(
 register(
     "fig4_digits",
     Table(
-        title="Kernel Modulation Fig. 4 on digits: accuracy vs trainable parameters (GN ResNet-20, 0-4 -> 5-9)",
+        title="KM Fig. 4 on digits: accuracy vs trainable parameters",
         rows=tuple(_transfer_row(k, (k, _PAPER_COLUMN) if k != "tbl1" else None) for k in ("tbl1", "tkm1", "tkm2", "tbl2")),
         metrics=("test/acc", "params/trainable", "params/trainable_pct"),
         metric_labels={"test/acc": "accuracy (%)", "params/trainable": "# trainable", "params/trainable_pct": "trainable %"},
@@ -178,7 +178,7 @@ _MP_COMMON = dict(
 register(
     "mp_table2_digits",
     Table(
-        title="Model patches Table 2 (+ DW patch of Fig. 3) on digits: MobileNetV2 pretrained on 0-4, fine-tuned on 5-9",
+        title="Model patches Table 2 (+ DW patch) on digits: MobileNetV2, 0-4 -> 5-9",
         rows=(_mp_row("last_layer"), _mp_row("sb_last_layer"), _mp_row("sb_only_random_last"),
               _mp_row("dw_last_layer", paper=None), _mp_row("all_ours")),
         metrics=("test/acc", "params/trainable", "params/total"),
@@ -193,7 +193,7 @@ register(
 register(
     "mp_table6_digits",
     Table(
-        title="Model patches Table 6 on digits: normalization statistics in last-layer fine-tuning (MobileNetV2, 0-4 -> 5-9)",
+        title="Model patches Table 6 on digits: BN statistics, last-layer tuning",
         rows=(_mp_row("last_layer"), _mp_row("last_layer_bn_stats"),
               _mp_row("sb_last_layer", paper=("last_layer_bn_stats_sb", "flowers"))),
         metrics=("test/acc", "params/trainable", "params/total"),
@@ -209,7 +209,7 @@ MP_MULTITASK_NOTE = ("Budget: the MobileNetV2 pretraining budget (same network, 
 register(
     "mp_table4_digits",
     Table(
-        title="Model patches Table 4 on digits: one MobileNetV2 trained on both halves (0-4, 5-9) with private patches",
+        title="Model patches Table 4 on digits: multi-task halves, private patches",
         rows=(Row("sb_patch_last_layer", "mp_table4/digits", "S/B patch + last layer private", ("multitask=sb_patch_last_layer",)),
               Row("last_layer", "mp_table4/digits", "Last layer private", ("multitask=last_layer",))),
         metrics=("test/low/acc", "test/high/acc", "params/total"),
@@ -242,7 +242,7 @@ _FEWSHOT_PAPER_ROW = {"maml": "maml_finn", "anil": "anil_ours", "km": "km_ours"}
 register(
     "table3_digits",
     Table(
-        title="Kernel Modulation Table III on the bundled glyphs: 5-way 1-shot, disjoint meta-train / meta-test classes",
+        title="KM Table III on glyphs: 5-way 1-shot, disjoint meta-test classes",
         rows=tuple(Row(m, "glyphs/fewshot", m.upper(), (f"method={m}",), paper=(_FEWSHOT_PAPER_ROW[m], "omniglot_20w1s"))
                    for m in ("maml", "anil", "km")),
         metrics=("test/acc", "test/acc_ci95", "params/inner_loop", "params/outer_loop"),
@@ -254,7 +254,7 @@ register(
         exclude_from_all=True,
         digits=FEWSHOT_BUDGET,
         data=GLYPHS,
-        data_short="bundled glyphs, 5-way 1-shot",
+        data_short="bundled glyphs",
         note=FEWSHOT_SEARCH,
     ),
 )
