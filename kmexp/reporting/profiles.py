@@ -95,7 +95,8 @@ def provenance(table_id: str, table: Table, profile: str | None, seeds: list[int
                 f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper.")
     if profile != "digits":
         return ""
-    finished = [s for s in summaries if s.get("status") == "finished"]
+    # a run that feeds several cells (Fig. 5's default modulator is Table I's KM run) counts once
+    finished = list({s.get("_path"): s for s in summaries if s.get("status") == "finished"}.values())
     hardware = sorted({s["hardware"] for s in finished if s.get("hardware")}) or ["no finished run"]
     epochs = sorted({int(s["epochs"]) for s in finished if s.get("epochs") is not None})
     train_s = sum(float(s.get("duration_s") or 0) for s in finished)
