@@ -29,6 +29,7 @@ from kmexp.errors import ConfigError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
+RUN_CHECKPOINT_PREFIX = "net."  # a kmexp LightningModule holds its network as ``self.net``
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"  # torchvision's original weights, what `pretrained=True` loaded until 2022
 
 
@@ -76,7 +77,9 @@ def resolve_weights(arch_name: str, weights_path: str | Path | None = None, weig
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file (timm's Hugging Face format) or a PyTorch file."""
+    """A state dict from a ``.safetensors`` file (timm's Hugging Face format) or a PyTorch file,
+    including a kmexp run's ``checkpoints/last.ckpt`` (its network's keys, ``net.`` removed):
+    a pretraining run's checkpoint is another run's ``backbone.weights_path``."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -90,7 +93,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict):
         raise WeightsNotFoundError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if state and all(k.startswith(RUN_CHECKPOINT_PREFIX) for k in state):  # a kmexp run's Lightning checkpoint
+        state = {k.removeprefix(RUN_CHECKPOINT_PREFIX): v for k, v in state.items()}
+    return state
 
 
 def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:

@@ -105,6 +105,10 @@ def check_combinations(cfg: DictConfig, method: Method) -> None:
             raise ConfigError(f"dataset.num_classes={cfg.dataset.num_classes} must equal meta.ways={meta.ways}")
     elif episodic:
         raise ConfigError(f"dataset={cfg.dataset.name} yields few-shot tasks: run it with lightning_module=fewshot")
+    classes = OmegaConf.select(cfg, "dataset.datamodule.classes", default=None)
+    if classes is not None and cfg.dataset.get("num_classes") != len(classes):
+        raise ConfigError(f"dataset.datamodule.classes keeps {len(classes)} classes, but dataset.num_classes="
+                          f"{cfg.dataset.get('num_classes')}: set num_classes={len(classes)}")
     multitask_data = getattr(dm_class, "name", None) == "multitask"
     if module == "multitask" and cfg.get("multitask") is None:
         raise ConfigError("lightning_module=multitask needs a multitask config: add +multitask=sb_patch_last_layer "

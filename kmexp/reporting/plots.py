@@ -1,6 +1,6 @@
 """Figures of aggregated tables (matplotlib, PNG next to the table's CSV).
 
-``plot_table(table_id, csv_path)`` draws the table's figure kind (``Table.plot``):
+``plot_table(table_id, csv_path, profile)`` draws the table's figure kind (``Table.plot``):
 ``ablation`` / ``bar`` (accuracy per row with std error bars), ``params`` (accuracy vs
 trainable parameters, log x: KM Fig. 4), ``scaling`` (accuracy vs a row's x value, dot
 size = FLOPs: kernel-sharing Figs. 3-5). Rows without finished runs are skipped.
@@ -26,7 +26,11 @@ def _float(v: str | None) -> float | None:
         return None
 
 
-def plot_table(table_id: str, csv_path: str | Path) -> Path | None:
+def plot_table(table_id: str, csv_path: str | Path, profile: str | None = None) -> Path | None:
+    """Draw ``csv_path``'s figure beside it; under a profile the title's first line says which
+    profile and data it shows (:func:`kmexp.reporting.profiles.caption`)."""
+    from kmexp.reporting.profiles import caption
+
     table = TABLES[table_id]
     csv_path = Path(csv_path)
     rows = [r for r in csv.DictReader(csv_path.open()) if _float(r.get("test/acc_mean")) is not None]
@@ -59,7 +63,12 @@ def plot_table(table_id: str, csv_path: str | Path) -> Path | None:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([labels.get(r["row"], r["row"]) for r in rows], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(table.title, fontsize=8)
+    import textwrap
+
+    width = int(fig.get_figwidth() * 13)  # characters of 8-point text that fit the figure
+    title = textwrap.fill(table.title, width)
+    where = caption(table, profile)
+    ax.set_title(f"{where.upper()}\n{title}" if where else title, fontsize=8)
     fig.tight_layout()
     png = csv_path.with_suffix(".png")
     fig.savefig(png)

@@ -6,6 +6,7 @@
     python -m kmexp.reproduce table1 --collect-only            # build the tables from what finished
     python -m kmexp.reproduce all --profile mini               # every table, tiny, on bundled data
     python -m kmexp.reproduce table1 --runs-per-gpu 4          # 4 runs side by side per GPU
+    python -m kmexp.reproduce all --profile digits             # the digits-analog tables, converged, 3 seeds
 
 Every run of the selected tables is composed and validated before the first one starts or is
 queued (:func:`kmexp.reporting.jobs.preflight`). With ``--launcher slurm`` (or
@@ -36,30 +37,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from kmexp.errors import KmexpError
+from kmexp.reporting.dependencies import resolve_references, with_requirements
 from kmexp.reporting.jobs import CLUSTERS
+from kmexp.reporting.profiles import MINI_TRAINER, PROFILES, in_profile, profile_overrides  # noqa: F401
 from kmexp.reporting.runs import Cell, override_key, plan
 from kmexp.reporting.tables import TABLES, Table
 from kmexp.resources import repo_root, results_dir
 
 LAUNCHERS = ("local", "submitit_local", "slurm")
-
-# The mini profile: every table end to end on bundled data with tiny budgets. A
-# pipeline check, never a reproduction: its tables go to results/mini/.
-MINI_TRAINER = (
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=1",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.accelerator=cpu",
-    "logger=csv",
-    "callbacks.progress_bar=none",
-)
-
-
-def profile_overrides(table: Table, profile: str | None) -> list[str]:
-    return [*MINI_TRAINER, *table.mini] if profile == "mini" else []
-
 
 def _sweeps(rows, fixed: list[str] = ()) -> list[tuple[list[str], list[str]]]:
     """(experiments, overrides) pairs, each one Hydra multirun, covering exactly ``rows``.
@@ -123,13 +108,17 @@ def sweep_commands(rows_by_seeds: dict[tuple[int, ...], list], launcher: str, lo
     return cmds
 
 
-def select(name: str) -> list[str]:
-    """Table ids for ``all``, a table id, or a preset folder (every table whose id starts with it)."""
+def select(name: str, profile: str | None = None) -> list[str]:
+    """Table ids for ``all``, a table id, or a preset folder (every table whose id starts with it);
+    ``all`` and folders take the profile's tables (:func:`kmexp.reporting.profiles.in_profile`);
+    several, comma-separated (``table2_digits,table3_digits``): each one's tables, in that order."""
+    if "," in name:
+        return list(dict.fromkeys(t for part in name.split(",") if part for t in select(part, profile)))
     if name == "all":
-        return [t for t in TABLES if not TABLES[t].exclude_from_all]
+        return [t for t in TABLES if in_profile(TABLES[t], profile)]
     if name in TABLES:
         return [name]
-    group = [t for t in TABLES if t.startswith(name + "_") and not TABLES[t].exclude_from_all]
+    group = [t for t in TABLES if t.startswith(name + "_") and in_profile(TABLES[t], profile)]
     if group:
         return group
     groups = sorted({t.rsplit("_", 1)[0] for t in TABLES} - set(TABLES))
@@ -153,14 +142,17 @@ def new_runs(table: Table, cells: list[Cell], launched: set[str]) -> dict[tuple[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog="Arguments after -- are passed to Hydra (e.g. hydra.launcher.partition=gpu).")
-    p.add_argument("table", help="'status', 'all', a table id or a preset folder (e.g. table1, table2, ks_fig3)")
+    p.add_argument("table", help="'status', 'all', a table id or a preset folder (e.g. table1, table2, ks_fig3), "
+                                  "or several, comma-separated")
     p.add_argument("status_table", nargs="?", default=None, help="after 'status': what to report (default: all)")
-    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: the papers' 5)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the papers' 5; digits profile: 0,1,2)")
     p.add_argument("--rows", default=None, help="comma-separated row ids to run (default: every row)")
     p.add_argument("--launcher", default="local", choices=LAUNCHERS)
-    p.add_argument("--profile", default=None, choices=["mini"], help="mini: tiny budgets on bundled data")
-    p.add_argument("--logs", default=None, help="root of the run directories (default logs/reproduce, or logs/mini)")
-    p.add_argument("--out", default=None, help="where tables are written (default results/, or results/mini)")
+    p.add_argument("--profile", default=None, choices=sorted(PROFILES),
+                   help="mini: tiny budgets on bundled data (pipeline check); digits: the digits-analog tables, "
+                        "trained to convergence on scikit-learn digits (kmexp/reporting/profiles.py)")
+    p.add_argument("--logs", default=None, help="root of the run directories (default logs/reproduce, or logs/<profile>)")
+    p.add_argument("--out", default=None, help="where tables are written (default results/, or results/<profile>)")
     p.add_argument("--dry-run", action="store_true", help="print the runs, the cells they feed and the commands")
     p.add_argument("--collect-only", action="store_true", help="only aggregate finished runs into the tables")
     p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
@@ -171,23 +163,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.status_table is not None and not status_only:
         raise KmexpError(f"unexpected argument {args.status_table!r}")
 
-    ids = select(args.status_table or "all") if status_only else select(args.table)
-    seeds = [int(s) for s in args.seeds.split(",") if s != ""]
-    mini = args.profile == "mini"
-    log_root = Path(args.logs or ("logs/mini" if mini else "logs/reproduce")).resolve()
-    out = Path(args.out or (results_dir() / ("mini" if mini else "")))
+    ids = select(args.status_table or "all", args.profile) if status_only else select(args.table, args.profile)
+    selected, ids = set(ids), with_requirements(ids, TABLES)  # pretraining tables run first
+    profile = PROFILES.get(args.profile)
+    default_seeds = ",".join(map(str, profile.default_seeds)) if profile and profile.default_seeds else "0,1,2,3,4"
+    seeds = [int(s) for s in (args.seeds or default_seeds).split(",") if s != ""]
+    log_root = Path(args.logs or (profile.logs if profile else "logs/reproduce")).resolve()
+    out = Path(args.out or (results_dir() / (profile.results if profile else "")))
 
     tables: dict[str, Table] = {}
     for table_id in ids:
         table = TABLES[table_id]
-        if args.rows:
+        if args.rows and table_id in selected:
             wanted = args.rows.split(",")
             unknown = sorted(set(wanted) - {r.key for r in table.rows})
             if unknown:
                 raise KmexpError(f"{table_id} has no rows {unknown}; rows: {[r.key for r in table.rows]}")
             table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.key in wanted))
-        tables[table_id] = dataclasses.replace(table, seeds=tuple(seeds))
-    cells = {tid: plan(tid, t, seeds, profile_overrides(t, args.profile), extra) for tid, t in tables.items()}
+        tables[table_id] = table if table.fixed_seeds else dataclasses.replace(table, seeds=tuple(seeds))
+    cells: dict[str, list[Cell]] = {}
+    for tid, t in tables.items():
+        tables[tid] = t = resolve_references(tid, t, cells)
+        cells[tid] = plan(tid, t, list(t.seeds), profile_overrides(t, args.profile), extra)
     if status_only:
         return print_status(cells, log_root)
     if args.runs_per_gpu < 1:
@@ -210,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from kmexp.reporting.jobs import format_status, table_status
-    from kmexp.reporting.results import write_table
+    from kmexp.reporting.profiles import provenance
+    from kmexp.reporting.results import cell_summaries, write_table
 
     status = 0
     if packed:
@@ -224,18 +222,21 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
                           file=sys.stderr)
                     status = 1
-        provenance = (f"Pipeline check (`python -m kmexp.reproduce {table_id} --profile mini`): bundled data, "
-                      f"1 epoch of 1 batch, seeds {seeds}, CPU. Not a reproduction of the paper." if mini else "")
-        md = write_table(table_id, cells[table_id], log_root / "runs", out, provenance, table=table)
+        header = provenance(table_id, table, args.profile, list(table.seeds),
+                            cell_summaries(cells[table_id], log_root / "runs"))
+        md = write_table(table_id, cells[table_id], log_root / "runs", out, header, table=table)
         print(f"[kmexp] {table_id}: wrote {md}")
         if args.collect_only:
             print(format_status(table_id, table_status(cells[table_id], log_root)))
-        if mini or table.plot:
+        if args.profile or table.plot:
             from kmexp.reporting.plots import plot_table
 
-            png = plot_table(table_id, md.with_suffix(".csv"))
+            png = plot_table(table_id, md.with_suffix(".csv"), profile=args.profile)
             if png:
                 print(f"[kmexp] {table_id}: wrote {png}")
+        if table.weight_histograms and {"km", "full"} <= {r.key for r in table.rows}:
+            status = max(status, draw_weight_histograms(table_id, table, seeds[0], log_root / "runs", out,
+                                                        [*profile_overrides(table, args.profile), *extra], args.profile))
     return status
 
 
@@ -268,6 +269,29 @@ def print_packs(checked: list, k: int, launcher: str) -> None:
             print("  job: " + " ".join(f"{key}={params[key]}" for key in sorted(params)))
         for r in pack:
             print("  command: " + shlex.join(train_command(list(r.overrides))))
+
+
+def draw_weight_histograms(table_id: str, table: Table, seed: int, runs: Path, out: Path, overrides: list[str],
+                           profile: str | None) -> int:
+    """KM Fig. 3 from the table's km and full runs of ``seed``: ``<out>/<table_id>_fig3_weights.png`` (+ .json)."""
+    import json
+
+    from kmexp.reporting.profiles import caption
+    from kmexp.reporting.weight_histograms import collect, find_run, plot, statistics
+
+    try:
+        km_run = find_run(runs, table_id, "km", seed, overrides)
+        full_run = find_run(runs, table_id, "full", seed, overrides)
+        series = collect(km_run, full_run, ["*"])
+    except KmexpError as e:
+        print(f"[kmexp] {table_id}: no Fig. 3 weight histograms: {e}", file=sys.stderr)
+        return 1
+    png = out / f"{table_id}_fig3_weights.png"
+    where = caption(table, profile) or table.title
+    plot(series, png, title=f"Kernel Modulation Fig. 3: every conv weight of the seed-{seed} KM and full runs\n{where}")
+    png.with_suffix(".json").write_text(json.dumps(statistics(series), indent=2) + "\n")
+    print(f"[kmexp] {table_id}: wrote {png}")
+    return 0
 
 
 def validate_runs(cells: dict[str, list[Cell]], log_root: Path, launcher: str, extra: list[str]) -> list:

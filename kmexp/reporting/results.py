@@ -158,8 +158,8 @@ def render(table: Table, rows: list[dict], problems: list[str], provenance: str 
         for metric in table.metrics:
             m, s = r[metric]
             rec[f"{metric}_mean"], rec[f"{metric}_std"] = m, s
-            if metric == "test/acc" or (metric.startswith("test/") and metric.endswith("/acc")):  # per-task too
-                cells.append(_fmt(r[metric], 100))
+            if metric == "test/acc" or (metric.startswith("test/") and metric.endswith(("/acc", "/acc_ci95"))):
+                cells.append(_fmt(r[metric], 100))  # per-task accuracies and few-shot CIs too: points, like accuracy
             elif metric.startswith("params/") and not metric.endswith(("pct", "flops")):
                 cells.append("—" if m is None else f"{int(m):,}")
             else:

@@ -63,6 +63,18 @@ class Table:
     plot: str | None = None  # figure kind drawn by kmexp.reporting.plots ("bar", "params", "ablation", ...)
     x_label: str | None = None  # for plot="scaling": what the rows' x values are
     exclude_from_all: bool = False  # e.g. tables that are themselves small-data variants
+    # Overrides of the digits profile (kmexp.reporting.profiles): None keeps the table out of it. The
+    # digits-analog tables (``<paper table id>_digits``, exclude_from_all=True) set it to their budget.
+    digits: tuple[str, ...] | None = None
+    # Fig. 3 of Kernel Modulation: draw the weight histograms of the table's km and full rows (first seed)
+    weight_histograms: bool = False
+    # Tables whose runs this table's rows start from ({run:<table>/<row>} in an override; planned and run
+    # first, kmexp.reporting.dependencies), and whether the table keeps its own seeds whatever --seeds says
+    # (a pretraining run trained once for every seed of the tables that load it).
+    requires: tuple[str, ...] = ()
+    fixed_seeds: bool = False
+    data: str | None = None  # what the digits profile's header says the data is (default: all the digits)
+    data_short: str | None = None  # ... and its figure titles (default: scikit-learn digits)
 
 
 TABLES: dict[str, Table] = {}
@@ -96,26 +108,6 @@ register(
         reference_row="full",  # only used when a run has no configured reference accuracy
         # the presets' CIFAR-10 reference (92.8%) means nothing on digits: ratios vs the sweep's full row
         mini=("dataset=digits", "reference_accuracy=null"),
-    ),
-)
-
-register(
-    "table1_digits",
-    Table(
-        title="Table I rows on the bundled digits data (pipeline check, not a reproduction)",
-        rows=(
-            Row("full", "table1/digits", "Fully trained ResNet-32", ("method=full",)),
-            Row("bl", "table1/digits", "BL", ("method=bl",)),
-            Row("km", "table1/digits", "KM", ("method=km", "save_init_checkpoint=true")),
-        ),
-        paper_table="km_table1",
-        paper_label="paper, CIFAR-10 — a different dataset",
-        reference_row="full",
-        exclude_from_all=True,
-        note=(
-            "Recovered ratio = accuracy / accuracy of this sweep's fully trained row (no digits "
-            "reference exists). Paper columns are CIFAR-10 numbers, shown for orientation only."
-        ),
     ),
 )
 
@@ -527,3 +519,8 @@ register(
         note="Small CPU comparison on 1,197 training digits: indicative only, not a paper result.",
     ),
 )
+
+
+# The digits profile's analog tables register themselves on import (python -m kmexp.reproduce all --profile digits).
+# digits_transfer_tables: the transfer, model-patch and few-shot analogs (their pretraining tables run first).
+from kmexp.reporting import digits_tables, digits_transfer_tables  # noqa: E402,F401
