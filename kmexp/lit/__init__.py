@@ -20,7 +20,7 @@ from kmexp.errors import ConfigError
 
 
 def _known() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base", "summary", "callbacks"))
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base", "summary", "callbacks", "speed"))
 
 
 def lightning_module_class(name: str) -> type:
