@@ -91,7 +91,10 @@ def _outside_autocast(forward):
 
     @functools.wraps(forward)
     def run(self, weight: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(weight.device.type, enabled=False):
+        device = weight.device.type
+        if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+            return forward(self, weight)  # e.g. meta tensors (FLOP and parameter counts)
+        with torch.autocast(device, enabled=False):
             return forward(self, weight)
 
     return run
