@@ -77,6 +77,25 @@ def test_atomic_save_keeps_the_previous_checkpoint_and_orphans_are_cleaned(tmp_p
     assert clean_orphans(tmp_path) == [orphan] and not orphan.exists()
 
 
+def test_last_checkpoint_is_never_absent_while_a_new_one_replaces_it(tmp_path, monkeypatch):
+    """A kill -9 at any rename of a save must still find a readable last.ckpt (the resume step)."""
+    last = tmp_path / "last.ckpt"
+    atomic_torch_save({"global_step": 1}, last)
+    seen = []
+    real_replace = os.replace
+
+    def replace_watching_last(src, dst):
+        seen.append(torch.load(last, weights_only=True)["global_step"])
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_watching_last)
+    atomic_torch_save({"global_step": 2}, last)
+    assert seen and all(step == 1 for step in seen)
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    assert torch.load(tmp_path / PREVIOUS, weights_only=True)["global_step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", PREVIOUS]
+
+
 def test_stale_lightning_hpc_checkpoints_are_retired_but_stay_resume_candidates(tmp_path):
     from kmexp.runs.resume import newest_readable, retire_hpc_checkpoints
 

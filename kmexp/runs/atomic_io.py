@@ -51,9 +51,26 @@ def atomic_torch_save(obj, path: str | Path) -> None:
             "Free space (or fix the directory) and rerun the same command to resume."
         ) from e
     if path.name == LAST and path.exists():
-        os.replace(path, path.parent / PREVIOUS)
+        _keep_as_previous(path)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _keep_as_previous(path: Path) -> None:
+    """Make ``last.prev.ckpt`` the current ``last.ckpt`` without ever leaving ``last.ckpt`` absent.
+
+    A hard link keeps ``last.ckpt`` in place until the new one is renamed over it, so a kill at
+    any instant leaves a readable ``last.ckpt``; filesystems without hard links fall back to a
+    rename (``last.ckpt`` is then missing for an instant and resume falls back to the previous).
+    """
+    link = temporary_name(path.parent / PREVIOUS)
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+    except OSError:
+        os.replace(path, path.parent / PREVIOUS)
+        return
+    os.replace(link, path.parent / PREVIOUS)
 
 
 def _fsync_dir(directory: Path) -> None:
