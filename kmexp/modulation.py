@@ -100,6 +100,77 @@ def _outside_autocast(forward):
     return run
 
 
+# Rows per chunk when reducing over all kernel rows: MKL does not split one long
+# inner dimension across threads, a batch of chunks it does (about 2x on 2 cores).
+_REDUCTION_CHUNK = 2048
+
+
+def _rows_t_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a.T @ b`` for ``a`` (N, k), ``b`` (N, j) with N large: summed per chunk of rows.
+
+    BLAS is fastest when the left factor's rows are contiguous (a transposed view of a
+    (k, N) tensor): 1.5-2.5x against the other layouts on one core, so the product is
+    turned around when only ``b`` has that layout.
+    """
+    if a.stride(0) != 1 and b.stride(0) == 1:
+        return _rows_t_matmul(b, a).t()
+    n = a.shape[0]
+    chunks = n // _REDUCTION_CHUNK
+    if chunks < 4:
+        return a.t() @ b
+    m = chunks * _REDUCTION_CHUNK
+    out = torch.bmm(a[:m].reshape(chunks, _REDUCTION_CHUNK, -1).transpose(1, 2),
+                    b[:m].reshape(chunks, _REDUCTION_CHUNK, -1)).sum(0)
+    return out if m == n else out + a[m:].t() @ b[m:]
+
+
+def _common(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors in one dtype (under autocast the incoming gradient may be bf16)."""
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return [t.to(dtype) for t in tensors]
+
+
+class _KernelMatmul(torch.autograd.Function):
+    """``u @ xt``: one modulator layer applied to the (k, N) transposed kernel rows.
+
+    The backward is written out so that the reduction over the N kernel rows for the
+    gradient of ``u`` runs chunked (:func:`_rows_t_matmul`); it is made of
+    differentiable ops, so second-order gradients (MAML-style inner loops) still work.
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(u, xt)
+        return u @ xt
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, xt = ctx.saved_tensors
+        grad, u, xt = _common(grad, u, xt)
+        grad_u = _rows_t_matmul(grad.t(), xt.t()) if ctx.needs_input_grad[0] else None
+        grad_xt = u.t() @ grad if ctx.needs_input_grad[1] else None
+        return grad_u, grad_xt
+
+
+class _Scale(torch.autograd.Function):
+    """``x * u`` for a 1x1 kernel's (1, 1) modulator layer ``u``: a scalar product."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(u, x)
+        return x * u.reshape(())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, x = ctx.saved_tensors
+        grad, u, x = _common(grad, u, x)
+        grad_u = torch.dot(grad.reshape(-1), x.reshape(-1)).reshape(u.shape) if ctx.needs_input_grad[0] else None
+        grad_x = grad * u.reshape(()) if ctx.needs_input_grad[1] else None
+        return grad_u, grad_x
+
+
 class KernelModulator(InjectedModule):
     """The MLP g_i of Eq. 3: maps each kh*kw kernel slice of W_i to the modulated one.
 
@@ -146,17 +217,59 @@ class KernelModulator(InjectedModule):
 
     @_outside_autocast
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        shape = weight.shape
-        x = weight.reshape(-1, self.kernel_numel)  # step B: (kn*kc, kh*kw)
+        """Eq. 3 on every kernel row; three exact evaluations of the same MLP.
+
+        The matrix product of Eq. 3 is applied as ``U @ X^T`` on the (kh*kw, kn*kc)
+        transposed view of the weight rather than as ``X @ U^T`` on its rows: a
+        (k x k) by (k x N) product with N in the millions (ResNet-50) is several times
+        faster in BLAS than the skinny (N x k) by (k x k) one, and its gradients are
+        computed by :class:`_KernelMatmul`. 1x1 kernels (k = 1) scale the whole
+        weight by a scalar, and diagonal modulators multiply each row elementwise, so
+        neither needs a matrix product at all. Same function and gradients as the
+        row-by-row form (:func:`modulate_rows`; tests/test_modulation_fast_path.py).
+        """
+        shape, k = weight.shape, self.kernel_numel
+        if self.diagonal:
+            x = weight.reshape(-1, k)  # step B: (kn*kc, kh*kw)
+            for j, u in enumerate(self.weights):
+                if j > 0:
+                    x = self.activation(x)
+                x = x * u
+            return x.reshape(shape)  # step E
+        if k == 1:
+            x = weight
+            for j, u in enumerate(self.weights):
+                if j > 0:
+                    x = self.activation(x)
+                x = _Scale.apply(u, x)
+            return x
+        xt = weight.reshape(-1, k).t()  # step B, transposed view: (kh*kw, kn*kc)
         for j, u in enumerate(self.weights):
             if j > 0:
-                x = self.activation(x)
-            x = x * u if self.diagonal else x @ u.t()
-        return x.reshape(shape)  # step E
+                xt = self.activation(xt)
+            xt = _KernelMatmul.apply(u, xt)
+        return xt.t().reshape(shape).contiguous()  # step E
 
     def extra_repr(self) -> str:
         c = self.config
         return f"kernel_numel={self.kernel_numel}, depth={c.depth}, activation={c.activation}, init={c.init}"
+
+
+def modulate_rows(modulator: KernelModulator, weight: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 in its literal form, the reference for :meth:`KernelModulator.forward`.
+
+    Each (kh*kw) row of the reshaped kernel goes through the MLP as ``rows @ U^T``
+    (Fig. 2, steps A-E) and autograd derives the gradients. It was the implementation
+    until the faster, equal evaluation replaced it; tests and ``scripts/bench_km_cost.py``
+    compare against it.
+    """
+    shape = weight.shape
+    x = weight.reshape(-1, modulator.kernel_numel)
+    for j, u in enumerate(modulator.weights):
+        if j > 0:
+            x = modulator.activation(x)
+        x = x * u if modulator.diagonal else x @ u.t()
+    return x.reshape(shape)
 
 
 def is_modulated(conv: nn.Module) -> bool:
