@@ -171,6 +171,20 @@ class _Scale(torch.autograd.Function):
         return grad_u, grad_x
 
 
+def _under_functorch() -> bool:
+    """Inside ``torch.func`` transforms (vmap over few-shot tasks, :mod:`kmexp.batched_tasks`)
+    the custom autograd functions above have no vmap rule; the same products as plain ops do."""
+    return torch._C._are_functorch_transforms_active()
+
+
+def _kernel_matmul(u: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+    return u @ xt if _under_functorch() else _KernelMatmul.apply(u, xt)
+
+
+def _scale(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return x * u.reshape(()) if _under_functorch() else _Scale.apply(u, x)
+
+
 class KernelModulator(InjectedModule):
     """The MLP g_i of Eq. 3: maps each kh*kw kernel slice of W_i to the modulated one.
 
@@ -241,13 +255,13 @@ class KernelModulator(InjectedModule):
             for j, u in enumerate(self.weights):
                 if j > 0:
                     x = self.activation(x)
-                x = _Scale.apply(u, x)
+                x = _scale(u, x)
             return x
         xt = weight.reshape(-1, k).t()  # step B, transposed view: (kh*kw, kn*kc)
         for j, u in enumerate(self.weights):
             if j > 0:
                 xt = self.activation(xt)
-            xt = _KernelMatmul.apply(u, xt)
+            xt = _kernel_matmul(u, xt)
         return xt.t().reshape(shape).contiguous()  # step E
 
     def extra_repr(self) -> str:
