@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect-only", action="store_true", help="only aggregate finished runs into the tables")
     p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                    help="train K runs side by side per GPU (K processes; one SLURM job of one GPU per K runs)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="local launcher: train up to N sweeps at once, each with cores/N threads "
+                        "(default 1; the digits profile: one per core)")
     args, extra = p.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     status_only = args.table == "status"
@@ -189,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         return print_status(cells, log_root)
     if args.runs_per_gpu < 1:
         raise KmexpError(f"--runs-per-gpu={args.runs_per_gpu} must be >= 1")
+    jobs = default_jobs(args.profile) if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise KmexpError(f"--jobs={jobs} must be >= 1")
     checked = []
     if not args.collect_only:
         checked = validate_runs(cells, log_root, args.launcher, extra)
@@ -213,8 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     if packed:
         status = train_packed(checked, log_root, args.runs_per_gpu)
+    parallel = jobs > 1 and args.launcher == "local" and not packed and not args.collect_only
+    if parallel:
+        from kmexp.reporting.parallel_sweeps import run_sweeps
+
+        codes = run_sweeps(commands, {t: tables[t].requires for t in tables}, jobs, log_root, repo_root())
+        for table_id, code in codes.items():
+            if code != 0:
+                print(f"[kmexp] {table_id}: some runs failed; the table lists them", file=sys.stderr)
+                status = 1
     for table_id, table in tables.items():
-        if not args.collect_only and not packed and commands[table_id]:
+        if not args.collect_only and not packed and not parallel and commands[table_id]:
             print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
             for cmd in commands[table_id]:
                 proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
@@ -238,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
             status = max(status, draw_weight_histograms(table_id, table, seeds[0], log_root / "runs", out,
                                                         [*profile_overrides(table, args.profile), *extra], args.profile))
     return status
+
+
+def default_jobs(profile: str | None) -> int:
+    """Sweeps at once when ``--jobs`` is not given: one per core for the CPU-bound digits profile."""
+    if profile == "digits":
+        from kmexp.reporting.parallel_sweeps import usable_cores
+
+        return usable_cores()
+    return 1
 
 
 def train_packed(checked: list, log_root: Path, k: int) -> int:

@@ -1,0 +1,66 @@
+"""``reproduce --jobs N`` (kmexp/reporting/parallel_sweeps.py): at most N sweeps at once, a table
+after the tables it requires, threads split between the sweeps, a failed sweep reported."""
+
+import sys
+from pathlib import Path
+
+from kmexp.reporting.parallel_sweeps import run_sweeps, threads_per_sweep, usable_cores
+
+
+def _sweep(record: Path, name: str, seconds: float, exit_code: int = 0) -> list[str]:
+    """A stand-in sweep: records when it started and ended (and its thread budget), then exits."""
+    code = (
+        "import os, sys, time\n"
+        f"p = {str(record)!r}\n"
+        f"open(p, 'a').write(f'start {name} {{time.time()}} {{os.environ[\"OMP_NUM_THREADS\"]}}\\n')\n"
+        f"time.sleep({seconds})\n"
+        f"open(p, 'a').write(f'end {name} {{time.time()}} -\\n')\n"
+        f"print('last words of {name}'); sys.exit({exit_code})\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def _events(record: Path) -> dict[tuple[str, str], float]:
+    return {(kind, name): float(t) for kind, name, t, _ in (line.split() for line in record.read_text().splitlines())}
+
+
+def test_at_most_n_at_once_and_a_table_waits_for_what_it_requires(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    record = tmp_path / "events.txt"
+    commands = {
+        "pretrain": [_sweep(record, "pretrain", 1.0)],
+        "independent": [_sweep(record, "ind0", 0.3), _sweep(record, "ind1", 0.3)],
+        "transfer": [_sweep(record, "transfer", 0.1)],
+    }
+    codes = run_sweeps(commands, {"transfer": ("pretrain",)}, 2, tmp_path / "logs", tmp_path, poll_s=0.02)
+    assert codes == {"pretrain": 0, "independent": 0, "transfer": 0}
+    ev = _events(record)
+    intervals = [(ev[("start", n)], ev[("end", n)]) for n in ("pretrain", "ind0", "ind1", "transfer")]
+    # never more than two sweeps alive at any start
+    for s, _ in intervals:
+        assert sum(a <= s < b for a, b in intervals) <= 2
+    assert ev[("start", "ind0")] < ev[("end", "pretrain")]  # two at once: it did not wait
+    assert ev[("start", "transfer")] >= ev[("end", "pretrain")]  # it waited for its pretraining
+    threads = {line.split()[3] for line in record.read_text().splitlines() if line.startswith("start")}
+    assert threads == {str(max(1, usable_cores() // 2))} == {str(threads_per_sweep(2))}
+    assert sorted(p.name for p in (tmp_path / "logs" / "sweeps").iterdir()) == [
+        "independent-0.log", "independent-1.log", "pretrain-0.log", "transfer-0.log"]
+
+
+def test_one_at_a_time_runs_in_order(tmp_path):
+    record = tmp_path / "events.txt"
+    commands = {"a": [_sweep(record, "a0", 0.1), _sweep(record, "a1", 0.1)], "b": [_sweep(record, "b0", 0.1)]}
+    run_sweeps(commands, {}, 1, tmp_path / "logs", tmp_path, poll_s=0.02)
+    ev = _events(record)
+    assert ev[("end", "a0")] <= ev[("start", "a1")] and ev[("end", "a1")] <= ev[("start", "b0")]
+
+
+def test_a_failed_sweep_is_reported_and_the_others_still_run(tmp_path, capsys):
+    record = tmp_path / "events.txt"
+    commands = {"bad": [_sweep(record, "bad", 0.05, exit_code=3)], "good": [_sweep(record, "good", 0.05)]}
+    codes = run_sweeps(commands, {}, 2, tmp_path / "logs", tmp_path, poll_s=0.02)
+    assert codes == {"bad": 3, "good": 0}
+    captured = capsys.readouterr()
+    assert "bad: sweep 1 of 1 FAILED (exit 3)" in captured.out
+    assert "last words of bad" in captured.err and "last words of good" not in captured.err
+    assert ("end", "good") in _events(record)
