@@ -27,11 +27,13 @@ from omegaconf import DictConfig
 
 from kmexp.config import register_resolvers
 from kmexp.errors import ConfigError, ExistingRunError, KmexpError
+from kmexp.hydra_mode import compose_once
 from kmexp.resources import hydra_config_path
 from kmexp.runs.run_lock import RunLockedError
 
 log = logging.getLogger("kmexp.train")
 register_resolvers()
+compose_once()  # Hydra would compose every run's config twice (kmexp.hydra_mode)
 
 
 def run(cfg: DictConfig) -> dict:
