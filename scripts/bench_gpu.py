@@ -119,7 +119,8 @@ def bench_loader(args, device) -> dict:
     return out
 
 
-def bench_step(args, device) -> dict:
+def km_resnet32_step_inputs(device: torch.device):
+    """The timed workload of (2) and (4): a KM ResNet-32 (seed 0), its SGD optimizer and one batch of 128."""
     from kmexp.methods import build_model
 
     torch.manual_seed(0)
@@ -128,6 +129,11 @@ def bench_step(args, device) -> dict:
                        "modulator": {}}).to(device).train()
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
     x, y = torch.randn(128, 3, 32, 32, device=device), torch.randint(0, 10, (128,), device=device)
+    return net, opt, x, y
+
+
+def bench_step(args, device) -> dict:
+    net, opt, x, y = km_resnet32_step_inputs(device)
 
     def steps(n=args.steps, bf16=False):
         start = time.perf_counter()
@@ -154,14 +160,7 @@ def step_worker(args) -> None:
     signal, time ``--steps`` training steps, print ``{"start", "end", "images"}`` as JSON."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    from kmexp.methods import build_model
-
-    torch.manual_seed(0)
-    net = build_model({"backbone": {"name": "resnet32"}, "num_classes": 10,
-                       "method": {"name": "km", "components": ["implicit", "explicit", "classifier"]},
-                       "modulator": {}}).to(device).train()
-    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    x, y = torch.randn(128, 3, 32, 32, device=device), torch.randint(0, 10, (128,), device=device)
+    net, opt, x, y = km_resnet32_step_inputs(device)
     bf16 = device.type == "cuda"
 
     def step():
