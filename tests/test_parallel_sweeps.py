@@ -64,3 +64,32 @@ def test_a_failed_sweep_is_reported_and_the_others_still_run(tmp_path, capsys):
     assert "bad: sweep 1 of 1 FAILED (exit 3)" in captured.out
     assert "last words of bad" in captured.err and "last words of good" not in captured.err
     assert ("end", "good") in _events(record)
+
+
+def test_a_sweep_killed_by_a_signal_counts_as_failed(tmp_path):
+    killed = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    codes = run_sweeps({"killed": [killed]}, {}, 2, tmp_path / "logs", tmp_path, poll_s=0.02)
+    assert codes == {"killed": -9}
+
+
+def test_interrupting_the_launcher_stops_the_running_sweeps(tmp_path, monkeypatch):
+    import pytest
+
+    import kmexp.reporting.parallel_sweeps as parallel
+
+    record = tmp_path / "events.txt"
+    procs = []
+    start_ready = parallel._SweepPool._start_ready
+
+    def start_then_interrupt(pool):  # Ctrl-C arrives once the sweep is alive and has written its start
+        start_ready(pool)
+        procs.extend(s.proc for s in pool.running if s.proc not in procs)
+        if record.exists():
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel._SweepPool, "_start_ready", start_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweeps({"long": [_sweep(record, "long", 60.0)]}, {}, 1, tmp_path / "logs", tmp_path, poll_s=0.02)
+    [proc] = procs
+    assert proc.returncode == -15  # SIGTERM'd and reaped, not left running for 60 s
+    assert ("end", "long") not in _events(record)

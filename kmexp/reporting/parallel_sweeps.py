@@ -65,44 +65,77 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def run_sweeps(commands: dict[str, list[list[str]]], requires: dict[str, tuple[str, ...]], jobs: int,
                log_root: Path, cwd: Path, poll_s: float = 0.2) -> dict[str, int]:
-    """Run every table's sweep commands, up to ``jobs`` at once; return each table's worst exit code."""
-    sweeps = deque(Sweep(t, i, cmd, log_root / "sweeps" / f"{t}-{i}.log")
-                   for t, cmds in commands.items() for i, cmd in enumerate(cmds))
-    if not sweeps:
-        return {}
-    (log_root / "sweeps").mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(threads_per_sweep(jobs)))
-    pending_of = {t: len(cmds) for t, cmds in commands.items()}
-    needs = {t: _all_required(t, requires) & set(commands) for t in commands}
-    running: list[Sweep] = []
-    codes: dict[str, int] = {t: 0 for t in commands}
-    total, started_at = len(sweeps), time.time()
-    print(f"[kmexp] {total} sweeps, up to {jobs} at once ({env['OMP_NUM_THREADS']} thread(s) each); "
-          f"their output: {log_root / 'sweeps'}", flush=True)
-    while sweeps or running:
-        for sweep in list(running):
-            if sweep.proc.poll() is None:
-                continue
-            running.remove(sweep)
+    """Run every table's sweep commands, up to ``jobs`` at once; return each table's exit code
+    (0, or the first non-zero exit code of its sweeps; negative: killed by that signal)."""
+    pool = _SweepPool(commands, requires, jobs, log_root, cwd)
+    if pool.total:
+        try:
+            pool.run(poll_s)
+        except BaseException:  # Ctrl-C, or this process is told to stop: the sweeps checkpoint and stop too
+            pool.stop()
+            raise
+    return pool.codes
+
+
+class _SweepPool:
+    def __init__(self, commands: dict[str, list[list[str]]], requires: dict[str, tuple[str, ...]], jobs: int,
+                 log_root: Path, cwd: Path):
+        self.commands, self.jobs, self.cwd = commands, jobs, cwd
+        self.waiting = deque(Sweep(t, i, cmd, log_root / "sweeps" / f"{t}-{i}.log")
+                             for t, cmds in commands.items() for i, cmd in enumerate(cmds))
+        self.total = len(self.waiting)
+        self.running: list[Sweep] = []
+        self.pending_of = {t: len(cmds) for t, cmds in commands.items()}
+        self.needs = {t: _all_required(t, requires) & set(commands) for t in commands}
+        self.codes = {t: 0 for t in commands}
+        self.env = dict(os.environ)
+        self.env.setdefault("OMP_NUM_THREADS", str(threads_per_sweep(jobs)))
+        self.log_dir = log_root / "sweeps"
+
+    def run(self, poll_s: float) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        started_at = time.time()
+        print(f"[kmexp] {self.total} sweeps, up to {self.jobs} at once ({self.env['OMP_NUM_THREADS']} thread(s) "
+              f"each); their output: {self.log_dir}", flush=True)
+        while self.waiting or self.running:
+            self._reap(started_at)
+            self._start_ready()
+            if self.running:
+                time.sleep(poll_s)
+
+    def _reap(self, started_at: float) -> None:
+        for sweep in [s for s in self.running if s.proc.poll() is not None]:
+            self.running.remove(sweep)
             sweep.returncode = sweep.proc.returncode
-            pending_of[sweep.table] -= 1
-            codes[sweep.table] = max(codes[sweep.table], sweep.returncode)
-            done = total - len(sweeps) - len(running)
-            print(f"[kmexp] {sweep.table}: sweep {sweep.index + 1} of {len(commands[sweep.table])} "
-                  f"{'finished' if sweep.returncode == 0 else f'FAILED (exit {sweep.returncode})'} "
-                  f"[{done}/{total}, {time.time() - started_at:.0f} s]", flush=True)
+            self.pending_of[sweep.table] -= 1
+            self.codes[sweep.table] = self.codes[sweep.table] or sweep.returncode
+            done = self.total - len(self.waiting) - len(self.running)
+            outcome = "finished" if sweep.returncode == 0 else f"FAILED (exit {sweep.returncode})"
+            print(f"[kmexp] {sweep.table}: sweep {sweep.index + 1} of {len(self.commands[sweep.table])} {outcome} "
+                  f"[{done}/{self.total}, {time.time() - started_at:.0f} s]", flush=True)
             if sweep.returncode != 0:
                 print(_tail(sweep.log), file=sys.stderr, flush=True)
-        for sweep in list(sweeps):
-            if len(running) >= jobs:
-                break
-            if any(pending_of[t] for t in needs[sweep.table]):
+
+    def _start_ready(self) -> None:
+        for sweep in list(self.waiting):
+            if len(self.running) >= self.jobs:
+                return
+            if any(self.pending_of[t] for t in self.needs[sweep.table]):
                 continue  # a required table is still training
-            sweeps.remove(sweep)
-            with open(sweep.log, "w") as out:
-                sweep.proc = subprocess.Popen(sweep.command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-            running.append(sweep)
-        if running:
-            time.sleep(poll_s)
-    return codes
+            self.waiting.remove(sweep)
+            with open(sweep.log, "w") as out:  # the child keeps its own handle
+                sweep.proc = subprocess.Popen(sweep.command, cwd=self.cwd, env=self.env, stdout=out,
+                                              stderr=subprocess.STDOUT)
+            self.running.append(sweep)
+
+    def stop(self, grace_s: float = 120.0) -> None:
+        """SIGTERM every running sweep (kmexp.train saves ``last.ckpt`` and exits), then wait for them."""
+        for sweep in self.running:
+            if sweep.proc.poll() is None:
+                sweep.proc.terminate()
+        deadline = time.time() + grace_s
+        for sweep in self.running:
+            try:
+                sweep.proc.wait(timeout=max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                sweep.proc.kill()
