@@ -93,3 +93,29 @@ def test_interrupting_the_launcher_stops_the_running_sweeps(tmp_path, monkeypatc
     [proc] = procs
     assert proc.returncode == -15  # SIGTERM'd and reaped, not left running for 60 s
     assert ("end", "long") not in _events(record)
+
+
+def test_sigterm_to_the_launcher_stops_the_running_sweeps(tmp_path):
+    """A scheduler stopping `reproduce` (SIGTERM) must not leave its sweeps training on."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    record = tmp_path / "events.txt"
+    launcher = (
+        "import sys; from pathlib import Path\n"
+        "from kmexp.reporting.parallel_sweeps import run_sweeps\n"
+        f"run_sweeps({{'long': [{_sweep(record, 'long', 61.5)!r}]}}, {{}}, 1, Path({str(tmp_path / 'logs')!r}), "
+        f"Path({str(tmp_path)!r}), poll_s=0.02)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while not record.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert record.exists(), proc.communicate()[0]
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    sweep_pid_alive = subprocess.run(["pgrep", "-f", "time.sleep\\(61.5\\)"], capture_output=True).returncode == 0
+    assert not sweep_pid_alive
+    assert ("end", "long") not in _events(record)

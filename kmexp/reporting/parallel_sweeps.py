@@ -16,8 +16,10 @@ printed when it ends.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -68,13 +70,27 @@ def run_sweeps(commands: dict[str, list[list[str]]], requires: dict[str, tuple[s
     """Run every table's sweep commands, up to ``jobs`` at once; return each table's exit code
     (0, or the first non-zero exit code of its sweeps; negative: killed by that signal)."""
     pool = _SweepPool(commands, requires, jobs, log_root, cwd)
-    if pool.total:
-        try:
-            pool.run(poll_s)
-        except BaseException:  # Ctrl-C, or this process is told to stop: the sweeps checkpoint and stop too
-            pool.stop()
-            raise
+    if not pool.total:
+        return pool.codes
+    previous = _sigterm_raises() if threading.current_thread() is threading.main_thread() else None
+    try:
+        pool.run(poll_s)
+    except BaseException:  # Ctrl-C, or this process is told to stop: the sweeps checkpoint and stop too
+        pool.stop()
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return pool.codes
+
+
+def _sigterm_raises():
+    """SIGTERM (a scheduler stopping this launcher) raises SystemExit, so the running sweeps are stopped too."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 class _SweepPool:
