@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from hydra._internal.hydra import Hydra
@@ -63,13 +64,22 @@ def test_a_run_composes_its_configuration_once(tmp_path):
     assert "COMPOSES 1" in proc.stderr, proc.stderr[-2000:]
 
 
-def test_a_command_line_hydra_mode_still_gets_hydras_own_answer(monkeypatch):
+def _hydra_with_search_path(*providers: str):
+    path = SimpleNamespace(get_path=lambda: [SimpleNamespace(provider=p, path="x") for p in providers])
+    return SimpleNamespace(config_loader=SimpleNamespace(get_search_path=lambda: path))
+
+
+def test_hydra_decides_when_the_mode_may_come_from_elsewhere(monkeypatch):
+    """Hydra's own (composing) answer when the command line sets hydra.mode or brings other configs."""
     seen = []
     monkeypatch.setattr(Hydra, "get_mode", lambda self, config_name, overrides: seen.append(overrides) or "asked")
     compose_once()
-    hydra = object.__new__(Hydra)
-    assert Hydra.get_mode(hydra, "train", ["method=km"]) is None and seen == []
-    assert Hydra.get_mode(hydra, "train", ["method=km", "hydra.mode=MULTIRUN"]) == "asked"
-    assert Hydra.get_mode(hydra, "train", ["+hydra.mode=RUN"]) == "asked" and len(seen) == 2
+    ours = _hydra_with_search_path("hydra", "main", "schema")
+    assert Hydra.get_mode(ours, "train", ["method=km"]) is None and seen == []
+    assert Hydra.get_mode(ours, "train", ["method=km", "hydra.mode=MULTIRUN"]) == "asked"
+    assert Hydra.get_mode(ours, "train", ["+hydra.mode=RUN"]) == "asked"
+    assert Hydra.get_mode(ours, "train", ["hydra.searchpath=[file:///elsewhere]"]) == "asked"
+    assert Hydra.get_mode(_hydra_with_search_path("hydra", "main", "command-line"), "train", []) == "asked"
+    assert len(seen) == 4
     compose_once()  # idempotent: not wrapped twice
     assert Hydra.get_mode.__wrapped__.__name__ == "<lambda>"

@@ -119,3 +119,28 @@ def test_sigterm_to_the_launcher_stops_the_running_sweeps(tmp_path):
     sweep_pid_alive = subprocess.run(["pgrep", "-f", "time.sleep\\(61.5\\)"], capture_output=True).returncode == 0
     assert not sweep_pid_alive
     assert ("end", "long") not in _events(record)
+
+
+def test_a_table_is_not_launched_when_a_table_it_starts_from_failed(tmp_path, capsys):
+    record = tmp_path / "events.txt"
+    commands = {"pretrain": [_sweep(record, "pretrain", 0.05, exit_code=1)], "transfer": [_sweep(record, "transfer", 0.05)],
+                "other": [_sweep(record, "other", 0.05)]}
+    codes = run_sweeps(commands, {"transfer": ("pretrain",)}, 2, tmp_path / "logs", tmp_path, poll_s=0.02)
+    assert codes == {"pretrain": 1, "transfer": 1, "other": 0}
+    assert ("start", "transfer") not in _events(record) and ("end", "other") in _events(record)
+    assert "transfer: sweep 1 not launched: a table it starts from failed (pretrain)" in capsys.readouterr().err
+
+
+def test_a_table_waits_for_the_table_that_trains_the_run_it_starts_from():
+    """The pretraining run is launched by whichever table has it first, not always the required one."""
+    from kmexp.reporting.reproduce import launching_requirements
+    from kmexp.reporting.runs import Cell
+    from kmexp.reporting.tables import Row, Table
+
+    def table(requires=()):
+        return Table(title="t", rows=(Row("r", "table1/digits", "r", ()),), requires=requires)
+
+    tables = {"early": table(), "pretrain": table(), "transfer": table(requires=("pretrain",))}
+    cells = {"early": [Cell("early", "r", 0, (), "RUN-P")], "pretrain": [Cell("pretrain", "r", 0, (), "RUN-P")],
+             "transfer": [Cell("transfer", "r", 0, (), "RUN-T")]}
+    assert launching_requirements(tables, cells) == {"early": (), "pretrain": (), "transfer": ("early",)}

@@ -96,6 +96,16 @@ def test_last_checkpoint_is_never_absent_while_a_new_one_replaces_it(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", PREVIOUS]
 
 
+def test_a_save_after_a_kill_between_its_renames_leaves_no_temporary_file(tmp_path):
+    """Killed right after the link became last.prev.ckpt: last and prev are one file (same inode)."""
+    last = tmp_path / "last.ckpt"
+    atomic_torch_save({"global_step": 1}, last)
+    os.link(last, tmp_path / PREVIOUS)
+    atomic_torch_save({"global_step": 2}, last)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", PREVIOUS]
+    assert torch.load(tmp_path / PREVIOUS, weights_only=True)["global_step"] == 1
+
+
 def test_stale_lightning_hpc_checkpoints_are_retired_but_stay_resume_candidates(tmp_path):
     from kmexp.runs.resume import newest_readable, retire_hpc_checkpoints
 

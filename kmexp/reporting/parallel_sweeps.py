@@ -6,8 +6,9 @@ network does not keep every core busy from one process: N sweep processes side b
 with ``cores // N`` threads, finish sooner (the digits profile's default is one sweep per core).
 
 Ordering: a table's sweeps start only after every sweep of the tables it requires (recursively,
-``Table.requires``: e.g. a pretraining run whose checkpoint the transfer runs load) has ended;
-everything else starts as soon as a slot is free, in the tables' order. A run is in exactly one
+``Table.requires``: e.g. a pretraining run whose checkpoint the transfer runs load) has ended,
+and are not launched at all when one of those failed; everything else starts as soon as a slot
+is free, in the tables' order. A run is in exactly one
 sweep (``kmexp.reporting.reproduce.new_runs``), so two processes never share a run directory.
 Each sweep's output goes to ``<logs>/sweeps/<table>-<i>.log``; a failed sweep's last lines are
 printed when it ends.
@@ -138,6 +139,14 @@ class _SweepPool:
                 return
             if any(self.pending_of[t] for t in self.needs[sweep.table]):
                 continue  # a required table is still training
+            failed = sorted(t for t in self.needs[sweep.table] if self.codes[t])
+            if failed:  # never fine-tune from a pretraining run that did not finish
+                self.waiting.remove(sweep)
+                self.pending_of[sweep.table] -= 1
+                self.codes[sweep.table] = self.codes[sweep.table] or 1
+                print(f"[kmexp] {sweep.table}: sweep {sweep.index + 1} not launched: a table it starts from "
+                      f"failed ({', '.join(failed)})", file=sys.stderr, flush=True)
+                continue
             self.waiting.remove(sweep)
             with open(sweep.log, "w") as out:  # the child keeps its own handle
                 sweep.proc = subprocess.Popen(sweep.command, cwd=self.cwd, env=self.env, stdout=out,

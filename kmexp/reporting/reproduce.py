@@ -223,19 +223,29 @@ def main(argv: list[str] | None = None) -> int:
     if parallel:
         from kmexp.reporting.parallel_sweeps import run_sweeps
 
-        codes = run_sweeps(commands, {t: tables[t].requires for t in tables}, jobs, log_root, repo_root())
+        codes = run_sweeps(commands, launching_requirements(tables, cells), jobs, log_root, repo_root())
         for table_id, code in codes.items():
             if code != 0:
                 print(f"[kmexp] {table_id}: some runs failed; the table lists them", file=sys.stderr)
                 status = 1
+    failed: set[str] = set()
+    needs = launching_requirements(tables, cells)
     for table_id, table in tables.items():
         if not args.collect_only and not packed and not parallel and commands[table_id]:
-            print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
+            if failed & set(needs[table_id]):
+                print(f"[kmexp] {table_id}: not launched: a table it starts from failed "
+                      f"({', '.join(sorted(failed & set(needs[table_id])))})", file=sys.stderr)
+                failed.add(table_id)
+                status = 1
+                commands[table_id] = []
+            else:
+                print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
             for cmd in commands[table_id]:
                 proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
                 if proc.returncode != 0:
                     print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
                           file=sys.stderr)
+                    failed.add(table_id)
                     status = 1
         header = provenance(table_id, table, args.profile, list(table.seeds),
                             cell_summaries(cells[table_id], log_root / "runs"))
@@ -253,6 +263,19 @@ def main(argv: list[str] | None = None) -> int:
             status = max(status, draw_weight_histograms(table_id, table, seeds[0], log_root / "runs", out,
                                                         [*profile_overrides(table, args.profile), *extra], args.profile))
     return status
+
+
+def launching_requirements(tables: dict[str, Table], cells: dict[str, list[Cell]]) -> dict[str, tuple[str, ...]]:
+    """For each table, the tables whose sweeps train the runs it starts from.
+
+    A run is launched by the first table (in order) that has it (:func:`new_runs`), which need not be
+    the table named in ``Table.requires``: wait for the one that actually trains it."""
+    owner: dict[str, str] = {}
+    for table_id in tables:
+        for c in cells[table_id]:
+            owner.setdefault(c.run_id, table_id)
+    return {t: tuple(sorted({owner[c.run_id] for r in tables[t].requires for c in cells.get(r, ())} - {t}))
+            for t in tables}
 
 
 def default_jobs(profile: str | None) -> int:

@@ -3,8 +3,8 @@ full disk, must never leave a torn ``last.ckpt``).
 
 The file is written next to its destination (same directory, hence same filesystem) under
 a hidden temporary name, flushed and fsynced, and only then renamed into place; the
-previous ``last.ckpt`` is renamed to ``last.prev.ckpt`` first, so a good checkpoint exists
-at every instant. Lightning's own writer goes through ``$TMPDIR`` and a copy when that is on
+previous ``last.ckpt`` becomes ``last.prev.ckpt`` first through a hard link, so ``last.ckpt``
+itself is readable at every instant. Lightning's own writer goes through ``$TMPDIR`` and a copy when that is on
 another filesystem, which is not atomic.
 """
 
@@ -71,6 +71,8 @@ def _keep_as_previous(path: Path) -> None:
         os.replace(path, path.parent / PREVIOUS)
         return
     os.replace(link, path.parent / PREVIOUS)
+    # if a kill left last.ckpt and last.prev.ckpt as one file, the rename above was a no-op
+    link.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:
