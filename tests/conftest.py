@@ -94,6 +94,16 @@ def run_cli(args: list[str], log_dir: Path, module: str = "kmexp.train", timeout
     return proc
 
 
+def load_script(name: str, module_name: str | None = None):
+    """``scripts/<name>.py`` loaded as a module (the benchmark scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name or name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def summaries(log_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(log_dir).rglob("summary.json"))]
 

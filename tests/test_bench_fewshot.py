@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.conftest import load_script
 
 pytest.importorskip("learn2learn")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_fewshot.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_fewshot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_fewshot")
 
 
 @pytest.fixture

@@ -3,22 +3,17 @@ loop before it is timed, and the script reports it (issue 17 item 8)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.conftest import load_script
 
 pytest.importorskip("learn2learn")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_fewshot.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_fewshot_batched", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_fewshot", "bench_fewshot_batched")
 
 
 def test_batched_loop_has_the_same_meta_gradient_as_learn2learn_and_the_per_task_loop(bench):

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from kmexp.modulation import KernelModulator
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_km_cost.py"
+from tests.conftest import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_km_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_km_cost")
 
 
 def test_three_variants_compute_the_same_network_and_report_their_ratios():
