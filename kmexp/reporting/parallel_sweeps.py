@@ -34,7 +34,6 @@ class Sweep:
     command: list[str]
     log: Path
     proc: subprocess.Popen | None = None
-    returncode: int | None = None
 
 
 def usable_cores() -> int:
@@ -123,14 +122,14 @@ class _SweepPool:
     def _reap(self, started_at: float) -> None:
         for sweep in [s for s in self.running if s.proc.poll() is not None]:
             self.running.remove(sweep)
-            sweep.returncode = sweep.proc.returncode
+            code = sweep.proc.returncode
             self.pending_of[sweep.table] -= 1
-            self.codes[sweep.table] = self.codes[sweep.table] or sweep.returncode
+            self.codes[sweep.table] = self.codes[sweep.table] or code
             done = self.total - len(self.waiting) - len(self.running)
-            outcome = "finished" if sweep.returncode == 0 else f"FAILED (exit {sweep.returncode})"
+            outcome = "finished" if code == 0 else f"FAILED (exit {code})"
             print(f"[kmexp] {sweep.table}: sweep {sweep.index + 1} of {len(self.commands[sweep.table])} {outcome} "
                   f"[{done}/{self.total}, {time.time() - started_at:.0f} s]", flush=True)
-            if sweep.returncode != 0:
+            if code != 0:
                 print(_tail(sweep.log), file=sys.stderr, flush=True)
 
     def _start_ready(self) -> None:

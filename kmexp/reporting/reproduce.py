@@ -220,33 +220,33 @@ def main(argv: list[str] | None = None) -> int:
     if packed:
         status = train_packed(checked, log_root, args.runs_per_gpu)
     parallel = jobs > 1 and args.launcher == "local" and not packed and not args.collect_only
+    needs = launching_requirements(tables, cells)
     if parallel:
         from kmexp.reporting.parallel_sweeps import run_sweeps
 
-        codes = run_sweeps(commands, launching_requirements(tables, cells), jobs, log_root, repo_root())
+        codes = run_sweeps(commands, needs, jobs, log_root, repo_root())
         for table_id, code in codes.items():
             if code != 0:
                 print(f"[kmexp] {table_id}: some runs failed; the table lists them", file=sys.stderr)
                 status = 1
     failed: set[str] = set()
-    needs = launching_requirements(tables, cells)
     for table_id, table in tables.items():
         if not args.collect_only and not packed and not parallel and commands[table_id]:
-            if failed & set(needs[table_id]):
+            failed_requirements = sorted(failed & set(needs[table_id]))
+            if failed_requirements:
                 print(f"[kmexp] {table_id}: not launched: a table it starts from failed "
-                      f"({', '.join(sorted(failed & set(needs[table_id])))})", file=sys.stderr)
+                      f"({', '.join(failed_requirements)})", file=sys.stderr)
                 failed.add(table_id)
                 status = 1
-                commands[table_id] = []
             else:
                 print(f"[kmexp] {table_id}: launching {len(commands[table_id])} sweep(s)", flush=True)
-            for cmd in commands[table_id]:
-                proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
-                if proc.returncode != 0:
-                    print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists them",
-                          file=sys.stderr)
-                    failed.add(table_id)
-                    status = 1
+                for cmd in commands[table_id]:
+                    proc = subprocess.run(cmd, cwd=repo_root())  # installed: the working directory
+                    if proc.returncode != 0:
+                        print(f"[kmexp] {table_id}: some runs failed (exit {proc.returncode}); the table lists "
+                              "them", file=sys.stderr)
+                        failed.add(table_id)
+                        status = 1
         header = provenance(table_id, table, args.profile, list(table.seeds),
                             cell_summaries(cells[table_id], log_root / "runs"))
         md = write_table(table_id, cells[table_id], log_root / "runs", out, header, table=table)
