@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# a new .venv holds torch with its CUDA libraries: ~6.2 GB
+SETUP_MIN_FREE_MB ?= 6600
 STAMP := $(VENV)/.kmexp-setup-$(shell cat requirements.txt pyproject.toml scripts/install_learn2learn.sh 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: setup train test test-fast bench lint clean clean-logs
@@ -11,9 +13,12 @@ setup: $(STAMP)
 
 $(STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (kmexp needs Python 3.11; set PYTHON=...)"; exit 1; }
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); need_kb=$$(($(SETUP_MIN_FREE_MB) * 1024)); \
+	  if [ ! -x $(PY) ] && [ "$$free_kb" -lt "$$need_kb" ]; then \
+	    echo "error: setup needs about $(SETUP_MIN_FREE_MB) MB free here for .venv (torch with its CUDA libraries); $$((free_kb / 1024)) MB free in $$(df -P . | awk 'NR==2 {print $$6}')"; exit 1; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-cache-dir -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	bash scripts/install_learn2learn.sh $(PY)
 	@rm -f $(VENV)/.kmexp-setup-* && touch $@
