@@ -1,8 +1,11 @@
 """``reproduce --jobs N`` (kmexp/reporting/parallel_sweeps.py): at most N sweeps at once, a table
 after the tables it requires, threads split between the sweeps, a failed sweep reported."""
 
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 from kmexp.reporting.parallel_sweeps import run_sweeps, threads_per_sweep, usable_cores
 
@@ -144,3 +147,20 @@ def test_a_table_waits_for_the_table_that_trains_the_run_it_starts_from():
     cells = {"early": [Cell("early", "r", 0, (), "RUN-P")], "pretrain": [Cell("pretrain", "r", 0, (), "RUN-P")],
              "transfer": [Cell("transfer", "r", 0, (), "RUN-T")]}
     assert launching_requirements(tables, cells) == {"early": (), "pretrain": (), "transfer": ("early",)}
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "max 100000\n"}, None),                         # v2, no quota
+    ({"cpu.max": "150000 100000\n"}, 2),                         # v2, 1.5 CPUs -> 2 sweeps
+    ({"cpu.max": "100000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no quota
+    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+    ({}, None),                                                  # no cgroup files at all
+])
+def test_usable_cores_respects_a_container_cpu_quota(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    got = usable_cores(cgroup=tmp_path)
+    assert got == (affinity if expected is None else min(affinity, expected))

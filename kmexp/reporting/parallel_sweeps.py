@@ -16,6 +16,7 @@ printed when it ends.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -36,11 +37,31 @@ class Sweep:
     proc: subprocess.Popen | None = None
 
 
-def usable_cores() -> int:
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a container's CPU quota (cgroup v2
+    ``cpu.max`` or v1 ``cpu.cfs_quota_us``), which a pod or a SLURM job with a quota sets while
+    the affinity still lists every core of the node."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_cpu_quota(cgroup: Path) -> float | None:
+    """The CPU quota in cores, or None where none is set or it cannot be read."""
+    try:
+        if (cgroup / "cpu.max").exists():
+            quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1") or float(period) <= 0:
+            return None
+        return float(quota) / float(period)
+    except (OSError, ValueError):
+        return None
 
 
 def threads_per_sweep(jobs: int) -> int:
