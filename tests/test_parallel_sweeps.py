@@ -3,6 +3,7 @@ after the tables it requires, threads split between the sweeps, a failed sweep r
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,33 @@ def test_usable_cores_respects_a_container_cpu_quota(tmp_path, files, expected):
     affinity = len(os.sched_getaffinity(0))
     got = usable_cores(cgroup=tmp_path)
     assert got == (affinity if expected is None else min(affinity, expected))
+
+
+def test_a_second_interrupt_while_waiting_kills_the_sweeps(tmp_path, capsys):
+    """Ctrl-C twice: the first SIGTERMs the sweeps, the second (during the grace wait) kills and reaps them."""
+    import subprocess
+
+    import kmexp.reporting.parallel_sweeps as parallel
+
+    ignores_sigterm = [sys.executable, "-c",
+                       "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+                       "time.sleep(60)"]
+    pool = parallel._SweepPool({"stubborn": [ignores_sigterm]}, {}, 1, tmp_path / "logs", tmp_path)
+    pool.log_dir.mkdir(parents=True)
+    pool._start_ready()
+    [sweep] = pool.running
+    while "up" not in sweep.log.read_text():
+        time.sleep(0.02)
+    real_wait = sweep.proc.wait
+
+    def second_ctrl_c(timeout=None):
+        if timeout is not None:
+            raise KeyboardInterrupt
+        return real_wait()
+
+    sweep.proc.wait = second_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        pool.stop(grace_s=30)
+    assert sweep.proc.returncode == -9  # killed and reaped, not left sleeping for 60 s
+    assert "interrupted again" in capsys.readouterr().err
+    assert subprocess.run(["kill", "-0", str(sweep.proc.pid)], capture_output=True).returncode != 0

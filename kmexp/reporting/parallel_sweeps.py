@@ -174,13 +174,27 @@ class _SweepPool:
             self.running.append(sweep)
 
     def stop(self, grace_s: float = 120.0) -> None:
-        """SIGTERM every running sweep (kmexp.train saves ``last.ckpt`` and exits), then wait for them."""
+        """SIGTERM every running sweep (kmexp.train saves ``last.ckpt`` and exits), then wait for them.
+        A second Ctrl-C while waiting kills them at once (checkpoint saves are atomic, see
+        :mod:`kmexp.runs.atomic_io`), so no sweep is left training behind the launcher."""
         for sweep in self.running:
             if sweep.proc.poll() is None:
                 sweep.proc.terminate()
         deadline = time.time() + grace_s
+        try:
+            for sweep in self.running:
+                try:
+                    sweep.proc.wait(timeout=max(0.0, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    sweep.proc.kill()
+        except KeyboardInterrupt:
+            print("[kmexp] interrupted again: killing the running sweeps", file=sys.stderr, flush=True)
+            self._kill_all()
+            raise
+        self._kill_all()
+
+    def _kill_all(self) -> None:
         for sweep in self.running:
-            try:
-                sweep.proc.wait(timeout=max(0.0, deadline - time.time()))
-            except subprocess.TimeoutExpired:
+            if sweep.proc.poll() is None:
                 sweep.proc.kill()
+            sweep.proc.wait()
