@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from kmexp.errors import ConfigError
+from kmexp.reporting.parallel_sweeps import usable_cores
 from kmexp.resources import repo_root
 
 SCALED_PER_RUN = ("cpus_per_task", "mem_gb")  # what one task needs k times over for k runs
@@ -113,7 +114,7 @@ def run_locally(runs: list, k: int, log_root: Path, gpus: int | None = None, pol
         raise ConfigError(f"--runs-per-gpu={k} must be >= 1")
     gpus = visible_gpus() if gpus is None else gpus
     slots = k * max(gpus, 1)
-    threads = max(1, (os.cpu_count() or 1) // min(slots, max(len(runs), 1)))
+    threads = max(1, usable_cores() // min(slots, max(len(runs), 1)))
     console = log_root / "console"
     console.mkdir(parents=True, exist_ok=True)
     queue = list(runs)
@@ -151,7 +152,7 @@ class PackedTrainJob:
         self.launcher = launcher
 
     def __call__(self) -> str:
-        threads = max(1, (os.cpu_count() or 1) // len(self.runs))
+        threads = max(1, usable_cores() // len(self.runs))
         env = _child_env(None, threads, self.launcher)
         self._procs = [subprocess.Popen(train_command(r), cwd=repo_root(), env=env, stderr=subprocess.PIPE,
                                         text=True) for r in self.runs]
