@@ -196,7 +196,11 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_pat
     ckpts = run_dir_of(tmp_path) / "checkpoints"
     prev_step = _step(ckpts / "last.prev.ckpt")
     assert prev_step >= 0
-    (ckpts / "last.ckpt").write_bytes((ckpts / "last.ckpt").read_bytes()[:1000])  # torn
+    # torn: a new file in its place, not an in-place truncation, which would also truncate
+    # last.prev.ckpt when the kill left the two names on one file (between the save's two renames)
+    torn = ckpts / "torn"
+    torn.write_bytes((ckpts / "last.ckpt").read_bytes()[:1000])
+    os.replace(torn, ckpts / "last.ckpt")
     proc = run_cli(args, tmp_path)
     assert "last.ckpt unreadable; resuming from last.prev.ckpt" in proc.stdout
     [s] = summaries(tmp_path)
