@@ -1,7 +1,8 @@
 """Killed, preempted and requeued runs resume exactly where they stopped (kmexp/runs).
 
-Every scenario goes through the real entry point (``python -m kmexp.train`` in a subprocess)
-with tiny budgets. ``checkpointing.interval_s=0.001`` makes ``last.ckpt`` follow every
+Every scenario goes through the real entry point (``kmexp.train`` as ``__main__`` in a subprocess)
+with tiny budgets; the interrupted run sends itself the signal after a given step's save
+(:data:`SIGNAL_AFTER_SAVE`). ``checkpointing.interval_s=0.001`` makes ``last.ckpt`` follow every
 optimizer step, so a kill lands mid-epoch with the latest step on disk.
 """
 
@@ -27,8 +28,7 @@ COMMON = [
     "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.deterministic=true",
     "checkpointing.interval_s=0.001",
 ]
-# 4 epochs of 3 optimizer steps each; a kill at step >= 4 lands in the second epoch (two more epochs
-# of slack, so a signal sent late on a loaded machine still lands before the end)
+# 4 epochs of 3 optimizer steps each; a kill at step 4 lands in the second epoch
 MODULES = {
     "classification": ["backbone=resnet20", "dataset.datamodule.batch_size=16", "trainer.max_epochs=4",
                        "trainer.limit_train_batches=3"],
@@ -39,10 +39,9 @@ MODULES = {
                   "trainer.limit_train_batches=3"],
 }
 STEPS = 12
-# multi-task steps are the quickest: two more epochs of slack for a signal sent late
 STEPS_OF = {"classification": STEPS, "fewshot": STEPS, "multitask": 18}
 KILL_AT = 4
-# where each signal lands: SIGKILL mid-epoch; the others usually during an epoch's last batch
+# where each signal lands: SIGKILL mid-epoch; the others during an epoch's last batch
 # (the signal waits for the epoch-end save, after validation)
 SIGNAL_AT = {signal.SIGKILL: 4, signal.SIGTERM: 5, signal.SIGUSR1: 5}
 SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "kmexp", "SLURM_NODELIST": "localhost",
@@ -61,19 +60,31 @@ def _step(path: Path) -> int:
         return -1
 
 
+# The run signals its own process group right after ``last.ckpt`` of step >= SIGNAL_AT_STEP is on
+# disk, so where the signal lands does not depend on how loaded the machine is (a test polling
+# the checkpoint from outside could fall behind a fast run and signal it after its last step).
+SIGNAL_AFTER_SAVE = """
+import os, runpy, signal, sys
+import kmexp.runs.atomic_io as atomic_io
+real_save, sent = atomic_io.atomic_torch_save, []
+def save(obj, path):
+    real_save(obj, path)
+    if not sent and os.path.basename(path) == "last.ckpt" and obj["global_step"] >= int(os.environ["SIGNAL_AT_STEP"]):
+        sent.append(True)
+        os.killpg(os.getpgrp(), signal.Signals[os.environ["SIGNAL"]])
+atomic_io.atomic_torch_save = save
+sys.argv = ["kmexp.train", *sys.argv[1:]]
+runpy.run_module("kmexp.train", run_name="__main__")
+"""
+
+
 def interrupt(args: list[str], log_dir: Path, sig: signal.Signals, at_step: int, extra_env: dict | None = None):
-    """Start a run, send ``sig`` once last.ckpt holds step >= at_step; return (exit status, output)."""
-    proc = subprocess.Popen([sys.executable, "-m", "kmexp.train", *args], cwd=REPO, env=_env(log_dir, extra_env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        if any(_step(p) >= at_step for p in log_dir.rglob("last.ckpt")):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be interrupted:\n" + proc.stdout.read()[-3000:]
-    os.killpg(proc.pid, sig)
-    out = proc.communicate(timeout=300)[0]
-    return proc.returncode, out
+    """Run ``kmexp.train``, which gets ``sig`` once last.ckpt holds step >= at_step; return (exit status, output)."""
+    env = _env(log_dir, {**(extra_env or {}), "SIGNAL": sig.name, "SIGNAL_AT_STEP": str(at_step)})
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_SAVE, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True, timeout=600)
+    assert proc.returncode != 0, "the run ended before it could be interrupted:\n" + proc.stdout[-3000:]
+    return proc.returncode, proc.stdout
 
 
 def run_dir_of(log_dir: Path) -> Path:
@@ -115,7 +126,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, uninterrupted, mo
     rc, out = interrupt(args, tmp_path, sig, SIGNAL_AT[sig], env)
     run_dir = run_dir_of(tmp_path)
     saved = _step(run_dir / "checkpoints" / "last.ckpt")
-    assert SIGNAL_AT[sig] <= saved < STEPS_OF[module]
+    assert SIGNAL_AT[sig] <= saved < STEPS_OF[module], f"exit status {rc}:\n{out[-3000:]}"
     if sig == signal.SIGKILL:
         assert rc == -signal.SIGKILL and not (run_dir / "summary.json").exists()
     else:  # saved, "preempted" summary, exit status asking for a requeue; no Lightning hpc checkpoint
